@@ -1,0 +1,70 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "magiclinkd",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "magiclinkd", targets: ["magiclinkd"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+    ],
+    targets: [
+        // The system libsqlite3, seen through a module map and a small shim header.
+        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
+
+        // Wire protocol: strict JSON, request/response envelopes, error codes. No NIO, no I/O.
+        .target(name: "MagicLinkProtocol"),
+
+        // Tokens, sessions, email/redirect policy, rate limits; clock and randomness injected.
+        .target(
+            name: "MagicLinkCore",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")]
+        ),
+
+        // The only module that touches SQLite.
+        .target(name: "MagicLinkStore", dependencies: ["CSQLite", "MagicLinkCore"]),
+
+        // Message building (RFC 5322 / MIME) and development transports.
+        .target(
+            name: "MagicLinkMail",
+            dependencies: ["MagicLinkCore"]
+        ),
+
+        // Socket server, dispatch, configuration, services.
+        .target(
+            name: "MagicLinkServer",
+            dependencies: [
+                "MagicLinkProtocol", "MagicLinkCore", "MagicLinkStore", "MagicLinkMail",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+
+        // Thin entry point: parses arguments, calls into MagicLinkServer.
+        .executableTarget(
+            name: "magiclinkd",
+            dependencies: [
+                "MagicLinkServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        .testTarget(name: "MagicLinkProtocolTests", dependencies: ["MagicLinkProtocol"]),
+        .testTarget(name: "MagicLinkCoreTests", dependencies: ["MagicLinkCore"]),
+        .testTarget(name: "MagicLinkStoreTests", dependencies: ["MagicLinkStore", "MagicLinkCore"]),
+        .testTarget(name: "MagicLinkMailTests", dependencies: ["MagicLinkMail", "MagicLinkCore"]),
+        .testTarget(name: "MagicLinkServerTests", dependencies: ["MagicLinkServer", "MagicLinkProtocol", "MagicLinkCore", "MagicLinkStore"]),
+    ]
+)

@@ -1,0 +1,13 @@
+/// Why a request was refused, in domain terms. The server maps these to wire error codes in one place.
+public enum AuthError: Error, Sendable, Equatable {
+    public enum TokenRejection: String, Sendable {
+        case unknown, expired, used
+    }
+
+    case invalidEmail(reason: String)
+    case redirectNotAllowed(reason: String)
+    case invalidField(field: String, reason: String)
+    case rateLimited(retryAfterSeconds: Int64)
+    case invalidToken(TokenRejection)
+    case invalidSession
+}

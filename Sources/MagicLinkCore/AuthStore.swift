@@ -1,0 +1,35 @@
+/// The storage the authenticator needs. Every `write` runs its body in one transaction that is
+/// committed durably when the body returns and rolled back when it throws; writes are
+/// serialized, which is what makes a token's consumption atomic.
+public protocol AuthStore: Sendable {
+    func write<T>(_ body: (any AuthTransaction) throws -> T) throws -> T
+    func read<T>(_ body: (any AuthReadTransaction) throws -> T) throws -> T
+}
+
+public protocol AuthReadTransaction {
+    func token(hash: [UInt8]) throws -> LoginTokenRecord?
+    func user(emailKey: String) throws -> UserRecord?
+    func session(hash: [UInt8]) throws -> (SessionRecord, UserRecord)?
+    /// Times (ascending) of rate-limit events under `key` at or after `since`.
+    func rateEventTimes(key: String, since: Int64) throws -> [Int64]
+}
+
+public protocol AuthTransaction: AuthReadTransaction {
+    func recordRateEvent(key: String, at: Int64) throws
+    /// Marks every unused, unsuperseded token of the address as superseded.
+    func supersedeTokens(emailKey: String, at: Int64) throws
+    func insertToken(_ token: LoginTokenRecord) throws
+    /// Returns false when the token was already used (or does not exist).
+    func markTokenUsed(hash: [UInt8], at: Int64) throws -> Bool
+    func enqueueMail(_ mail: QueuedMail) throws
+    func insertUser(_ user: UserRecord) throws
+    func insertSession(_ session: SessionRecord) throws
+    func touchSession(hash: [UInt8], idleExpiresAt: Int64, touchedAt: Int64) throws
+    func deleteSession(hash: [UInt8]) throws
+    /// Deletes all sessions of the user; returns those of them that were live at `now`.
+    func deleteSessions(userID: String, liveAt now: Int64) throws -> Int
+}
+
+/// Marks store failures that may go away by themselves (database busy or locked, disk full):
+/// the wire reports them as `unavailable`, retryable.
+public protocol TransientFailure: Error {}

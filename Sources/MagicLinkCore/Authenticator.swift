@@ -1,0 +1,259 @@
+/// A sliding-window limit: at most `maximum` events per `window` seconds.
+public struct RateLimit: Sendable, Equatable {
+    public var maximum: Int
+    public var window: Int64
+    public init(maximum: Int, window: Int64) {
+        self.maximum = maximum
+        self.window = window
+    }
+}
+
+/// The policies the authenticator enforces. Defaults are the documented ones.
+public struct AuthPolicy: Sendable {
+    public var callbackURL: String
+    public var redirects: RedirectPolicy
+    public var tokenTTL: Int64 = 600
+    public var sessionTTL: Int64 = 30 * 86_400
+    public var sessionIdleTTL: Int64 = 7 * 86_400
+    /// Minimum seconds between two writes of a session's idle expiry.
+    public var sessionTouchInterval: Int64 = 60
+    public var startPerIP = RateLimit(maximum: 50, window: 3_600)
+    public var startPerAddress = RateLimit(maximum: 5, window: 900)
+    /// Right-hand side of generated Message-IDs.
+    public var messageIDDomain: String = "localhost"
+
+    public init(callbackURL: String, redirects: RedirectPolicy) {
+        self.callbackURL = callbackURL
+        self.redirects = redirects
+    }
+
+    /// The link mailed for `token`: built from configuration only, never from request data.
+    public func link(for token: String) -> String {
+        callbackURL + (callbackURL.contains("?") ? "&" : "?") + "token=" + token
+    }
+}
+
+public struct StartRequest: Sendable {
+    public var email: String
+    public var redirect: String?
+    public var ip: String?
+    public var userAgent: String?
+    public init(email: String, redirect: String? = nil, ip: String? = nil, userAgent: String? = nil) {
+        self.email = email
+        self.redirect = redirect
+        self.ip = ip
+        self.userAgent = userAgent
+    }
+}
+
+public struct StartResult: Sendable, Equatable {
+    public var expiresAt: Int64
+    /// For logs only (masked address, message id): never the token.
+    public var maskedEmail: String
+    public var messageID: String
+}
+
+public struct UserInfo: Sendable, Equatable {
+    public var id: String
+    public var email: String
+}
+
+public struct LoginResult: Sendable {
+    public var session: String
+    public var expiresAt: Int64
+    public var idleExpiresAt: Int64
+    public var user: UserInfo
+    public var redirect: String
+    public var createdUser: Bool
+}
+
+public struct SessionInfo: Sendable, Equatable {
+    public var user: UserInfo
+    public var expiresAt: Int64
+    public var idleExpiresAt: Int64
+}
+
+/// The login state machine: start → callback → session → logout. No I/O of its own: storage,
+/// clock and randomness are injected. Methods block on the store, so callers run them off any
+/// event loop.
+public struct Authenticator: Sendable {
+    public static let maxUserAgentBytes = 1024
+    public static let maxRedirectBytes = 2048
+
+    public let policy: AuthPolicy
+    private let store: any AuthStore
+    private let sealer: TokenSealer
+    private let time: any TimeSource
+    private let random: any RandomSource
+
+    public init(policy: AuthPolicy, store: any AuthStore, sealer: TokenSealer,
+                time: any TimeSource = SystemTime(), random: any RandomSource = SystemRandom()) {
+        self.policy = policy
+        self.store = store
+        self.sealer = sealer
+        self.time = time
+        self.random = random
+    }
+
+    // MARK: start
+
+    /// Creates a login token and queues its mail in one transaction. The answer does not depend
+    /// on whether the address is known.
+    public func start(_ request: StartRequest) throws -> StartResult {
+        let email: EmailAddress
+        do {
+            email = try EmailAddress(parsing: request.email)
+        } catch {
+            throw AuthError.invalidEmail(reason: error.reason)
+        }
+        let redirect = request.redirect ?? "/"
+        guard redirect.utf8.count <= Self.maxRedirectBytes else {
+            throw AuthError.redirectNotAllowed(reason: "longer than \(Self.maxRedirectBytes) bytes")
+        }
+        do {
+            _ = try policy.redirects.check(redirect)
+        } catch {
+            throw AuthError.redirectNotAllowed(reason: error.reason)
+        }
+        let ipKey = try request.ip.map(Self.rateKey(forIP:))
+
+        let now = time.now()
+        let token = Secret.generate(using: random)
+        let messageID = hex(random.bytes(16)) + "@" + policy.messageIDDomain
+        let sealed = try sealer.seal(token.text, messageID: messageID)
+        let expiresAt = now + policy.tokenTTL
+
+        var limits: [(key: String, limit: RateLimit)] = [("email:" + email.matchKey, policy.startPerAddress)]
+        if let ipKey { limits.append(("ip:" + ipKey, policy.startPerIP)) }
+
+        try store.write { tx in
+            var retryAfter: Int64 = 0
+            for (key, limit) in limits {
+                let times = try tx.rateEventTimes(key: key, since: now - limit.window + 1)
+                if times.count >= limit.maximum {
+                    // The event that must leave the window before one more fits.
+                    let blocking = times[times.count - limit.maximum]
+                    retryAfter = max(retryAfter, blocking + limit.window - now)
+                }
+            }
+            if retryAfter > 0 { throw AuthError.rateLimited(retryAfterSeconds: max(1, retryAfter)) }
+
+            try tx.supersedeTokens(emailKey: email.matchKey, at: now)
+            try tx.insertToken(LoginTokenRecord(
+                hash: token.hash, email: email.address, emailKey: email.matchKey, redirect: redirect,
+                createdAt: now, expiresAt: expiresAt, ip: request.ip,
+                userAgent: request.userAgent.map(Self.clipUserAgent)))
+            try tx.enqueueMail(QueuedMail(
+                messageID: messageID, kind: .login, recipient: email.address, sealedToken: sealed,
+                createdAt: now, expiresAt: expiresAt))
+            for (key, _) in limits { try tx.recordRateEvent(key: key, at: now) }
+        }
+        return StartResult(expiresAt: expiresAt, maskedEmail: email.masked, messageID: messageID)
+    }
+
+    // MARK: callback
+
+    /// Consumes the token and opens a session in one transaction: of concurrent callers with the
+    /// same token exactly one gets a session.
+    public func callback(token: String, ip: String? = nil, userAgent: String? = nil) throws -> LoginResult {
+        guard Secret.isWellFormed(token) else { throw AuthError.invalidToken(.unknown) }
+        if let ip { _ = try Self.rateKey(forIP: ip) }
+        let tokenHash = Secret.hash(of: token)
+        let now = time.now()
+        let session = Secret.generate(using: random)
+        let newUserID = Self.uuid(random.bytes(16))
+
+        return try store.write { tx in
+            guard let record = try tx.token(hash: tokenHash) else { throw AuthError.invalidToken(.unknown) }
+            if record.usedAt != nil { throw AuthError.invalidToken(.used) }
+            if record.supersededAt != nil || now >= record.expiresAt { throw AuthError.invalidToken(.expired) }
+            guard try tx.markTokenUsed(hash: tokenHash, at: now) else { throw AuthError.invalidToken(.used) }
+
+            var createdUser = false
+            let user: UserRecord
+            if let existing = try tx.user(emailKey: record.emailKey) {
+                user = existing
+            } else {
+                user = UserRecord(id: newUserID, email: record.email, emailKey: record.emailKey, createdAt: now)
+                try tx.insertUser(user)
+                createdUser = true
+            }
+            let expiresAt = now + policy.sessionTTL
+            let idleExpiresAt = min(now + policy.sessionIdleTTL, expiresAt)
+            try tx.insertSession(SessionRecord(
+                hash: session.hash, userID: user.id, createdAt: now, expiresAt: expiresAt,
+                idleExpiresAt: idleExpiresAt, touchedAt: now, ip: ip,
+                userAgent: userAgent.map(Self.clipUserAgent)))
+            return LoginResult(session: session.text, expiresAt: expiresAt, idleExpiresAt: idleExpiresAt,
+                               user: UserInfo(id: user.id, email: user.email), redirect: record.redirect,
+                               createdUser: createdUser)
+        }
+    }
+
+    // MARK: session
+
+    /// Checks a session and slides its idle expiry, writing at most once per touch interval.
+    public func session(_ text: String) throws -> SessionInfo {
+        guard Secret.isWellFormed(text) else { throw AuthError.invalidSession }
+        let hash = Secret.hash(of: text)
+        let now = time.now()
+        guard let (record, user) = try store.read({ try $0.session(hash: hash) }), record.isLive(at: now) else {
+            throw AuthError.invalidSession
+        }
+        var idleExpiresAt = record.idleExpiresAt
+        if now - record.touchedAt >= policy.sessionTouchInterval {
+            idleExpiresAt = min(now + policy.sessionIdleTTL, record.expiresAt)
+            try store.write { try $0.touchSession(hash: hash, idleExpiresAt: idleExpiresAt, touchedAt: now) }
+        }
+        return SessionInfo(user: UserInfo(id: user.id, email: user.email), expiresAt: record.expiresAt,
+                           idleExpiresAt: idleExpiresAt)
+    }
+
+    // MARK: logout
+
+    /// Ends one session. Idempotent: unknown sessions are fine.
+    public func logout(_ text: String) throws {
+        guard Secret.isWellFormed(text) else { return }
+        let hash = Secret.hash(of: text)
+        try store.write { try $0.deleteSession(hash: hash) }
+    }
+
+    /// Ends every session of a user; returns how many were live.
+    public func logoutAll(userID: String) throws -> Int {
+        let now = time.now()
+        return try store.write { try $0.deleteSessions(userID: userID, liveAt: now) }
+    }
+
+    // MARK: helpers
+
+    static func rateKey(forIP ip: String) throws -> String {
+        guard let key = IPAddress.rateLimitKey(ip) else {
+            throw AuthError.invalidField(field: "params.ip", reason: "not an IPv4 or IPv6 address")
+        }
+        return key
+    }
+
+    static func clipUserAgent(_ value: String) -> String {
+        guard value.utf8.count > maxUserAgentBytes else { return value }
+        var out = ""
+        var used = 0
+        for character in value {
+            let size = character.utf8.count
+            if used + size > maxUserAgentBytes { break }
+            out.append(character)
+            used += size
+        }
+        return out
+    }
+
+    /// An RFC 4122 version 4 UUID from 16 random bytes.
+    static func uuid(_ raw: [UInt8]) -> String {
+        var bytes = raw
+        bytes[6] = (bytes[6] & 0x0F) | 0x40
+        bytes[8] = (bytes[8] & 0x3F) | 0x80
+        let h = hex(bytes)
+        let chars = Array(h)
+        return String(chars[0..<8]) + "-" + String(chars[8..<12]) + "-" + String(chars[12..<16]) + "-"
+            + String(chars[16..<20]) + "-" + String(chars[20..<32])
+    }
+}

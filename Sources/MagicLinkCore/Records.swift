@@ -1,0 +1,94 @@
+/// What the store keeps about a login token. `hash` is SHA-256 of the token text.
+public struct LoginTokenRecord: Sendable, Equatable {
+    public var hash: [UInt8]
+    public var email: String
+    public var emailKey: String
+    public var redirect: String
+    public var createdAt: Int64
+    public var expiresAt: Int64
+    public var usedAt: Int64?
+    public var supersededAt: Int64?
+    public var ip: String?
+    public var userAgent: String?
+
+    public init(hash: [UInt8], email: String, emailKey: String, redirect: String, createdAt: Int64,
+                expiresAt: Int64, usedAt: Int64? = nil, supersededAt: Int64? = nil,
+                ip: String? = nil, userAgent: String? = nil) {
+        self.hash = hash
+        self.email = email
+        self.emailKey = emailKey
+        self.redirect = redirect
+        self.createdAt = createdAt
+        self.expiresAt = expiresAt
+        self.usedAt = usedAt
+        self.supersededAt = supersededAt
+        self.ip = ip
+        self.userAgent = userAgent
+    }
+}
+
+/// A message waiting in the durable queue. The token is sealed (see `TokenSealer`), never plain.
+public struct QueuedMail: Sendable, Equatable {
+    public enum Kind: String, Sendable { case login }
+
+    public var messageID: String
+    public var kind: Kind
+    public var recipient: String
+    public var sealedToken: [UInt8]
+    public var createdAt: Int64
+    /// After this the link inside is dead, so the message is not worth sending.
+    public var expiresAt: Int64
+    public var attempts: Int
+
+    public init(messageID: String, kind: Kind, recipient: String, sealedToken: [UInt8],
+                createdAt: Int64, expiresAt: Int64, attempts: Int = 0) {
+        self.messageID = messageID
+        self.kind = kind
+        self.recipient = recipient
+        self.sealedToken = sealedToken
+        self.createdAt = createdAt
+        self.expiresAt = expiresAt
+        self.attempts = attempts
+    }
+}
+
+public struct UserRecord: Sendable, Equatable {
+    public var id: String
+    public var email: String
+    public var emailKey: String
+    public var createdAt: Int64
+
+    public init(id: String, email: String, emailKey: String, createdAt: Int64) {
+        self.id = id
+        self.email = email
+        self.emailKey = emailKey
+        self.createdAt = createdAt
+    }
+}
+
+/// What the store keeps about a session. `hash` is SHA-256 of the session id text.
+public struct SessionRecord: Sendable, Equatable {
+    public var hash: [UInt8]
+    public var userID: String
+    public var createdAt: Int64
+    public var expiresAt: Int64
+    public var idleExpiresAt: Int64
+    /// When `idleExpiresAt` was last written; bounds how often `session` writes.
+    public var touchedAt: Int64
+    public var ip: String?
+    public var userAgent: String?
+
+    public init(hash: [UInt8], userID: String, createdAt: Int64, expiresAt: Int64, idleExpiresAt: Int64,
+                touchedAt: Int64, ip: String? = nil, userAgent: String? = nil) {
+        self.hash = hash
+        self.userID = userID
+        self.createdAt = createdAt
+        self.expiresAt = expiresAt
+        self.idleExpiresAt = idleExpiresAt
+        self.touchedAt = touchedAt
+        self.ip = ip
+        self.userAgent = userAgent
+    }
+
+    public func isLive(at now: Int64) -> Bool { now < expiresAt && now < idleExpiresAt }
+}

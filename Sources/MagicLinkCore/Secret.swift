@@ -1,0 +1,85 @@
+import Crypto
+
+/// A bearer secret (login token or session id): 32 CSPRNG bytes written as unpadded base64url.
+/// Only `hash` is ever stored; the text goes to the user and nowhere else.
+public struct Secret: Sendable {
+    public static let byteCount = 32
+    public static let textLength = 43
+
+    public let text: String
+
+    public static func generate(using random: some RandomSource) -> Secret {
+        Secret(text: Base64URL.encode(random.bytes(byteCount)))
+    }
+
+    /// SHA-256 of the secret's text. This is the only form the database sees.
+    public var hash: [UInt8] { Secret.hash(of: text) }
+
+    public static func hash(of text: String) -> [UInt8] {
+        Array(SHA256.hash(data: Array(text.utf8)))
+    }
+
+    /// Whether `text` has the shape of a secret we issue, so obviously mangled input never reaches the database.
+    public static func isWellFormed(_ text: String) -> Bool {
+        let bytes = text.utf8
+        guard bytes.count == textLength else { return false }
+        return bytes.allSatisfy(Base64URL.isAlphabetByte)
+    }
+
+    /// A short, non-reversible correlation handle for logs (first 8 hex digits of the hash).
+    public static func logHandle(of text: String) -> String {
+        hex(hash(of: text).prefix(4))
+    }
+}
+
+/// Lower-case hexadecimal of bytes.
+public func hex(_ bytes: some Sequence<UInt8>) -> String {
+    let digits = Array("0123456789abcdef".utf8)
+    var out: [UInt8] = []
+    for byte in bytes {
+        out.append(digits[Int(byte >> 4)])
+        out.append(digits[Int(byte & 0x0F)])
+    }
+    return String(decoding: out, as: UTF8.self)
+}
+
+/// Unpadded base64url (RFC 4648 section 5).
+public enum Base64URL {
+    private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
+
+    public static func encode(_ bytes: [UInt8]) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity((bytes.count * 4 + 2) / 3)
+        var index = 0
+        while index + 3 <= bytes.count {
+            let n = UInt32(bytes[index]) << 16 | UInt32(bytes[index + 1]) << 8 | UInt32(bytes[index + 2])
+            out.append(alphabet[Int(n >> 18 & 63)])
+            out.append(alphabet[Int(n >> 12 & 63)])
+            out.append(alphabet[Int(n >> 6 & 63)])
+            out.append(alphabet[Int(n & 63)])
+            index += 3
+        }
+        let rest = bytes.count - index
+        if rest == 1 {
+            let n = UInt32(bytes[index]) << 16
+            out.append(alphabet[Int(n >> 18 & 63)])
+            out.append(alphabet[Int(n >> 12 & 63)])
+        } else if rest == 2 {
+            let n = UInt32(bytes[index]) << 16 | UInt32(bytes[index + 1]) << 8
+            out.append(alphabet[Int(n >> 18 & 63)])
+            out.append(alphabet[Int(n >> 12 & 63)])
+            out.append(alphabet[Int(n >> 6 & 63)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    static func isAlphabetByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+             UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"):
+            return true
+        default:
+            return false
+        }
+    }
+}

@@ -1,0 +1,70 @@
+
+/// A message on its way out, with the link it carries (only the `log` transport prints it).
+public struct Delivery: Sendable {
+    public var message: MailMessage
+    public var link: String
+    public init(message: MailMessage, link: String) {
+        self.message = message
+        self.link = link
+    }
+}
+
+/// Why a delivery failed, and whether trying again could help.
+public struct MailTransportError: Error, Sendable, CustomStringConvertible {
+    public var permanent: Bool
+    public var reason: String
+    public init(permanent: Bool, reason: String) {
+        self.permanent = permanent
+        self.reason = reason
+    }
+    public var description: String { reason }
+}
+
+/// Hands a message to its next hop. Blocking: called from the delivery worker's thread pool.
+public protocol MailTransport: Sendable {
+    /// Returns a short note on where the message went, for the log.
+    func deliver(_ delivery: Delivery) throws(MailTransportError) -> String
+}
+
+/// Development transport: each message becomes a file in a Maildir (`mutt -f DIR` reads it).
+public struct OutboxTransport: MailTransport {
+    public let maildir: Maildir
+
+    public init(directory: String) throws(MaildirError) {
+        maildir = try Maildir(path: directory)
+    }
+
+    public func deliver(_ delivery: Delivery) throws(MailTransportError) -> String {
+        do {
+            return try maildir.deliver(delivery.message.render())
+        } catch {
+            throw MailTransportError(permanent: false, reason: error.description)
+        }
+    }
+}
+
+/// Development transport, chosen explicitly: prints the link to stderr instead of mailing it.
+public struct LogTransport: MailTransport {
+    public init() {}
+
+    public func deliver(_ delivery: Delivery) throws(MailTransportError) -> String {
+        var stream = StandardError()
+        print("magiclinkd: [log transport] sign-in link for \(delivery.message.to.address): \(delivery.link)", to: &stream)
+        return "stderr"
+    }
+}
+
+/// `print(..., to:)` target for stderr without Foundation.
+struct StandardError: TextOutputStream {
+    mutating func write(_ string: String) {
+        var bytes = Array(string.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeMutableBytes { buffer in
+                systemWrite(2, buffer.baseAddress! + offset, buffer.count - offset)
+            }
+            if written <= 0 { return }
+            offset += written
+        }
+    }
+}

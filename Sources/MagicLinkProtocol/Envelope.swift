@@ -1,0 +1,118 @@
+/// A decoded request line: `{"id": …, "op": "…", "params": {…}}`.
+public struct Request: Sendable {
+    /// `.string`, `.integer` or `.null` (absent).
+    public var id: JSONValue
+    public var op: String
+    public var params: JSONObject
+
+    public init(id: JSONValue = .null, op: String, params: JSONObject = JSONObject()) {
+        self.id = id
+        self.op = op
+        self.params = params
+    }
+}
+
+/// Turns request lines into `Request`s and replies into lines. The rules are Protocol/README.md
+/// sections 1–3.
+public enum Envelope {
+    public static let maximumIDBytes = 256
+    public static let maximumSafeInteger: Int64 = 9_007_199_254_740_991
+
+    /// A failed decode: the error to send, and the id to send it with (null when the id itself
+    /// could not be read).
+    public struct DecodeFailure: Error, Sendable {
+        public var id: JSONValue
+        public var error: WireError
+    }
+
+    /// Decodes one line (without its line feed; a trailing CR is tolerated).
+    public static func decode(_ line: UnsafeRawBufferPointer) -> Result<Request, DecodeFailure> {
+        var bytes = line
+        if let last = bytes.last, last == UInt8(ascii: "\r") {
+            bytes = UnsafeRawBufferPointer(rebasing: bytes.dropLast())
+        }
+        let value: JSONValue
+        do {
+            value = try JSONParser.parse(bytes)
+        } catch {
+            return .failure(DecodeFailure(id: .null, error: WireError(.invalidRequest, "The line is not valid JSON: \(error.reason).")))
+        }
+        guard case .object(let object) = value else {
+            return .failure(DecodeFailure(id: .null, error: WireError(.invalidRequest, "A request must be a JSON object.")))
+        }
+
+        let id: JSONValue
+        switch object["id"] {
+        case nil, .null?:
+            id = .null
+        case .string(let text)? where text.utf8.count <= maximumIDBytes:
+            id = .string(text)
+        case .integer(let number)? where number >= -maximumSafeInteger && number <= maximumSafeInteger:
+            id = .integer(number)
+        default:
+            return .failure(DecodeFailure(id: .null, error: .invalidField(
+                "id", "must be a string of at most \(maximumIDBytes) bytes or an integer within ±(2^53−1).")))
+        }
+
+        guard case .string(let op)? = object["op"] else {
+            return .failure(DecodeFailure(id: id, error: .invalidField("op", object["op"] == nil ? "is required." : "must be a string.")))
+        }
+
+        let params: JSONObject
+        switch object["params"] {
+        case nil:
+            params = JSONObject()
+        case .object(let given)?:
+            params = given
+        default:
+            return .failure(DecodeFailure(id: id, error: .invalidField("params", "must be an object.")))
+        }
+        return .success(Request(id: id, op: op, params: params))
+    }
+
+    /// `{"id":…,"ok":true,"result":{…}}` plus the line feed.
+    public static func success(id: JSONValue, result: JSONObject) -> [UInt8] {
+        line(JSONObject([("id", id), ("ok", .bool(true)), ("result", .object(result))]))
+    }
+
+    /// `{"id":…,"ok":false,"error":{…}}` plus the line feed.
+    public static func failure(id: JSONValue, error: WireError) -> [UInt8] {
+        let body = JSONObject([
+            ("code", .string(error.code.rawValue)),
+            ("message", .string(error.message)),
+            ("retryable", .bool(error.code.isRetryable)),
+            ("details", .object(error.details)),
+        ])
+        return line(JSONObject([("id", id), ("ok", .bool(false)), ("error", .object(body))]))
+    }
+
+    private static func line(_ object: JSONObject) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(256)
+        JSONValue.object(object).serialize(into: &bytes)
+        bytes.append(UInt8(ascii: "\n"))
+        return bytes
+    }
+}
+
+/// Typed access to `params` members, with `invalid_request` errors that name the member.
+public struct Params: Sendable {
+    public let object: JSONObject
+
+    public init(_ object: JSONObject) { self.object = object }
+
+    public func requiredString(_ name: String) throws(WireError) -> String {
+        guard let value = object[name] else { throw .invalidField("params.\(name)", "is required.") }
+        guard case .string(let text) = value else { throw .invalidField("params.\(name)", "must be a string.") }
+        return text
+    }
+
+    /// Absent and `null` both mean "not given".
+    public func optionalString(_ name: String) throws(WireError) -> String? {
+        switch object[name] {
+        case nil, .null?: return nil
+        case .string(let text)?: return text
+        default: throw .invalidField("params.\(name)", "must be a string.")
+        }
+    }
+}

@@ -1,0 +1,97 @@
+import Logging
+import MagicLinkCore
+import MagicLinkMail
+import MagicLinkStore
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The assembled daemon: store, mail worker, maintenance and socket server in one service group
+/// that shuts down gracefully on SIGTERM and SIGINT.
+public final class Application: Sendable {
+    public let configuration: Configuration
+    let store: SQLiteStore
+    let server: SocketServer
+    let serviceGroup: ServiceGroup
+    let blockingPool: NIOThreadPool
+    let logger: Logger
+
+    init(configuration: Configuration, store: SQLiteStore, server: SocketServer, serviceGroup: ServiceGroup,
+         blockingPool: NIOThreadPool, logger: Logger) {
+        self.configuration = configuration
+        self.store = store
+        self.server = server
+        self.serviceGroup = serviceGroup
+        self.blockingPool = blockingPool
+        self.logger = logger
+    }
+
+    /// Serves until SIGTERM/SIGINT (or `shutdown()`), then closes everything in order.
+    public func run() async throws {
+        do {
+            try await serviceGroup.run()
+        } catch {
+            try? await blockingPool.shutdownGracefully()
+            throw error
+        }
+        try? await blockingPool.shutdownGracefully()
+        store.checkpoint()
+        logger.info("stopped")
+    }
+
+    /// Returns once the socket accepts connections.
+    public func waitUntilReady() async { await server.waitUntilReady() }
+
+    public func shutdown() async { await serviceGroup.triggerGracefulShutdown() }
+}
+
+/// Builds the daemon from a configuration: opens (and migrates) the database, loads the
+/// sealing key, picks the mail transport. Fails early with a clear error; binds nothing yet.
+public func buildApplication(configuration: Configuration, logger: Logger,
+                             time: any TimeSource = SystemTime(), random: any RandomSource = SystemRandom()) throws -> Application {
+    // Files we create (database, key, WAL) are private; the socket is widened explicitly.
+    umask(0o077)
+
+    let store = try SQLiteStore(path: configuration.database, now: time.now())
+    let keyBytes = try loadOrCreateKey(at: configuration.effectiveKeyFile, random: random)
+    guard let sealer = TokenSealer(keyBytes: keyBytes) else {
+        throw KeyFileError(path: configuration.effectiveKeyFile, problem: "is not a valid key")
+    }
+    let policy = try configuration.authPolicy()
+
+    let transport: any MailTransport
+    switch configuration.mailTransport {
+    case .outbox: transport = try OutboxTransport(directory: configuration.outboxDir)
+    case .log: transport = LogTransport()
+    }
+
+    let blockingPool = NIOThreadPool(numberOfThreads: 4)
+    blockingPool.start()
+
+    let wakeup = MailWakeup()
+    let authenticator = Authenticator(policy: policy, store: store, sealer: sealer, time: time, random: random)
+    let dispatcher = Dispatcher(authenticator: authenticator, blockingPool: blockingPool,
+                                maxLineBytes: configuration.maxLineBytes, logger: logger, mailWakeup: wakeup)
+    let server = SocketServer(path: configuration.socket, mode: configuration.socketMode, dispatcher: dispatcher,
+                              group: MultiThreadedEventLoopGroup.singleton, logger: logger)
+    let mail = MailDeliveryService(store: store, transport: transport, sealer: sealer, policy: policy,
+                                   from: configuration.fromMailbox, appName: configuration.appName,
+                                   blockingPool: blockingPool, wakeup: wakeup, logger: logger, time: time)
+    let maintenance = MaintenanceService(store: store, blockingPool: blockingPool,
+                                         rateWindow: max(configuration.rateLimitIPWindow, configuration.rateLimitEmailWindow),
+                                         logger: logger, time: time)
+    // Services shut down in reverse order: the socket first, the mail worker last.
+    let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+        services: [
+            .init(service: mail),
+            .init(service: maintenance),
+            .init(service: server),
+        ],
+        gracefulShutdownSignals: [.sigterm, .sigint],
+        logger: logger))
+    return Application(configuration: configuration, store: store, server: server, serviceGroup: group,
+                       blockingPool: blockingPool, logger: logger)
+}

@@ -1,0 +1,281 @@
+import Logging
+import MagicLinkCore
+import MagicLinkMail
+import Yams
+
+/// Every setting of the daemon, with its embedded default. A YAML file may set any key; the
+/// environment variable `MAGICLINKD_<KEY>` overrides the file. See README.md for the reference.
+public struct Configuration: Sendable {
+    public enum MailTransportKind: String, Sendable, CaseIterable { case outbox, log }
+
+    public var socket = "./magiclinkd.sock"
+    public var socketMode: UInt32 = 0o660
+    public var database = "./magiclinkd.sqlite"
+    /// Defaults to the database path + ".key".
+    public var keyFile: String?
+    public var callbackURL = "http://localhost:8080/auth/callback"
+    public var allowedRedirectOrigins: [String] = []
+    public var appName = "magiclinkd"
+    public var mailFrom = "magiclinkd <no-reply@localhost>"
+    public var mailTransport = MailTransportKind.outbox
+    public var outboxDir = "./outbox"
+    public var tokenTTL: Int64 = 600
+    public var sessionTTL: Int64 = 30 * 86_400
+    public var sessionIdleTTL: Int64 = 7 * 86_400
+    public var sessionTouchInterval: Int64 = 60
+    public var maxLineBytes = 65_536
+    public var rateLimitIPMax = 50
+    public var rateLimitIPWindow: Int64 = 3_600
+    public var rateLimitEmailMax = 5
+    public var rateLimitEmailWindow: Int64 = 900
+    public var logLevel = Logger.Level.info
+
+    /// Keys set explicitly (by file or environment), so start-up can say which values are defaults.
+    public private(set) var explicitKeys: Set<String> = []
+
+    public init() {}
+
+    public var effectiveKeyFile: String { keyFile ?? database + ".key" }
+
+    /// The environment variable that overrides `key`.
+    public static func environmentName(of key: String) -> String { "MAGICLINKD_" + key.uppercased() }
+
+    /// Reads the optional YAML file, then the environment, then checks the whole.
+    public static func load(file: String?, environment: [String: String]) throws(ConfigurationError) -> Configuration {
+        var configuration = Configuration()
+        if let file {
+            let text: String
+            do {
+                text = try readTextFile(file)
+            } catch {
+                throw ConfigurationError(key: nil, source: file, message: "cannot read the configuration file: \(error)")
+            }
+            try configuration.apply(yaml: text, file: file)
+        }
+        for setting in settings {
+            if let value = environment[environmentName(of: setting.key)] {
+                try configuration.set(setting, to: value, source: environmentName(of: setting.key))
+            }
+        }
+        try configuration.validate()
+        return configuration
+    }
+
+    /// MAGICLINKD_* variables that name no setting (typos, most likely).
+    public static func unknownEnvironmentNames(_ environment: [String: String]) -> [String] {
+        let known = Set(settings.map { environmentName(of: $0.key) } + ["MAGICLINKD_CONFIG", "MAGICLINKD_BIN"])
+        return environment.keys.filter { $0.hasPrefix("MAGICLINKD_") && !known.contains($0) }.sorted()
+    }
+
+    mutating func apply(yaml: String, file: String) throws(ConfigurationError) {
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: yaml)
+        } catch {
+            throw ConfigurationError(key: nil, source: file, message: "not valid YAML: \(error)")
+        }
+        guard let root else { return }  // an empty file sets nothing
+        guard let mapping = root.mapping else {
+            throw ConfigurationError(key: nil, source: file, message: "the top level must be a mapping of keys to values")
+        }
+        for (keyNode, valueNode) in mapping {
+            guard let key = keyNode.string else {
+                throw ConfigurationError(key: nil, source: file, message: "keys must be strings")
+            }
+            guard let setting = Self.settings.first(where: { $0.key == key }) else {
+                throw ConfigurationError(key: key, source: file, message: "unknown key \"\(key)\" (known keys: \(Self.settings.map(\.key).joined(separator: ", ")))")
+            }
+            let text: String
+            if let scalar = valueNode.scalar {
+                text = scalar.string
+            } else if let sequence = valueNode.sequence, setting.acceptsList {
+                var items: [String] = []
+                for item in sequence {
+                    guard let value = item.scalar?.string else {
+                        throw ConfigurationError(key: key, source: file, message: "list items must be strings")
+                    }
+                    items.append(value)
+                }
+                text = items.joined(separator: ",")
+            } else {
+                throw ConfigurationError(key: key, source: file, message: "must be a single value")
+            }
+            try set(setting, to: text, source: file)
+        }
+    }
+
+    mutating func set(_ setting: Setting, to text: String, source: String) throws(ConfigurationError) {
+        do {
+            try setting.apply(&self, text.trimmingWhitespace())
+            explicitKeys.insert(setting.key)
+        } catch {
+            throw ConfigurationError(key: setting.key, source: source, message: "\(error.reason) (got \"\(text)\")")
+        }
+    }
+
+    /// Cross-checks that no single key can do alone.
+    func validate() throws(ConfigurationError) {
+        func fail(_ key: String, _ message: String) -> ConfigurationError {
+            ConfigurationError(key: key, source: explicitKeys.contains(key) ? Self.environmentName(of: key) + " / file" : "default", message: message)
+        }
+        do {
+            _ = try RedirectPolicy(allowedOrigins: allowedRedirectOrigins)
+        } catch {
+            throw fail("allowed_redirect_origins", error.reason)
+        }
+        do {
+            _ = try Mailbox(parsing: mailFrom)
+        } catch {
+            throw fail("mail_from", error.reason)
+        }
+    }
+
+    /// The Mailbox of `mail_from` (validated at load).
+    public var fromMailbox: Mailbox { (try? Mailbox(parsing: mailFrom)) ?? Mailbox(address: "no-reply@localhost") }
+
+    /// Core policy derived from this configuration.
+    public func authPolicy() throws -> AuthPolicy {
+        var policy = AuthPolicy(callbackURL: callbackURL, redirects: try RedirectPolicy(allowedOrigins: allowedRedirectOrigins))
+        policy.tokenTTL = tokenTTL
+        policy.sessionTTL = sessionTTL
+        policy.sessionIdleTTL = sessionIdleTTL
+        policy.sessionTouchInterval = sessionTouchInterval
+        policy.startPerIP = RateLimit(maximum: rateLimitIPMax, window: rateLimitIPWindow)
+        policy.startPerAddress = RateLimit(maximum: rateLimitEmailMax, window: rateLimitEmailWindow)
+        policy.messageIDDomain = fromMailbox.domain
+        return policy
+    }
+}
+
+/// A bad setting, named so the admin can find it.
+public struct ConfigurationError: Error, CustomStringConvertible {
+    public var key: String?
+    public var source: String
+    public var message: String
+
+    public var description: String {
+        guard let key else { return "configuration error in \(source): \(message)" }
+        return "configuration error: \(key) (\(Configuration.environmentName(of: key))) from \(source): \(message)"
+    }
+}
+
+struct SettingError: Error { var reason: String }
+
+/// One configuration key: its name, how to parse it, and its documentation line.
+struct Setting: Sendable {
+    let key: String
+    let acceptsList: Bool
+    let apply: @Sendable (inout Configuration, String) throws(SettingError) -> Void
+
+    init(_ key: String, list: Bool = false, _ apply: @escaping @Sendable (inout Configuration, String) throws(SettingError) -> Void) {
+        self.key = key
+        self.acceptsList = list
+        self.apply = apply
+    }
+}
+
+extension Configuration {
+    static let settings: [Setting] = [
+        Setting("socket") { c, v throws(SettingError) in c.socket = try path(v) },
+        Setting("socket_mode") { c, v throws(SettingError) in c.socketMode = try mode(v) },
+        Setting("database") { c, v throws(SettingError) in c.database = try path(v) },
+        Setting("key_file") { c, v throws(SettingError) in c.keyFile = try path(v) },
+        Setting("callback_url") { c, v throws(SettingError) in c.callbackURL = try callback(v) },
+        Setting("allowed_redirect_origins", list: true) { c, v in
+            c.allowedRedirectOrigins = v.split(separator: ",").map { String($0).trimmingWhitespace() }.filter { !$0.isEmpty }
+        },
+        Setting("app_name") { c, v throws(SettingError) in c.appName = try nonEmpty(v, max: 100) },
+        Setting("mail_from") { c, v throws(SettingError) in c.mailFrom = try nonEmpty(v, max: 320) },
+        Setting("mail_transport") { c, v throws(SettingError) in
+            guard let kind = MailTransportKind(rawValue: v) else {
+                throw SettingError(reason: "must be one of \(MailTransportKind.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            c.mailTransport = kind
+        },
+        Setting("outbox_dir") { c, v throws(SettingError) in c.outboxDir = try path(v) },
+        Setting("token_ttl") { c, v throws(SettingError) in c.tokenTTL = try seconds(v) },
+        Setting("session_ttl") { c, v throws(SettingError) in c.sessionTTL = try seconds(v) },
+        Setting("session_idle_ttl") { c, v throws(SettingError) in c.sessionIdleTTL = try seconds(v) },
+        Setting("session_touch_interval") { c, v throws(SettingError) in c.sessionTouchInterval = try seconds(v, allowZero: true) },
+        Setting("max_line_bytes") { c, v throws(SettingError) in c.maxLineBytes = Int(try integer(v, in: 1_024...16_777_216)) },
+        Setting("rate_limit_ip_max") { c, v throws(SettingError) in c.rateLimitIPMax = Int(try integer(v, in: 1...1_000_000)) },
+        Setting("rate_limit_ip_window") { c, v throws(SettingError) in c.rateLimitIPWindow = try seconds(v) },
+        Setting("rate_limit_email_max") { c, v throws(SettingError) in c.rateLimitEmailMax = Int(try integer(v, in: 1...1_000_000)) },
+        Setting("rate_limit_email_window") { c, v throws(SettingError) in c.rateLimitEmailWindow = try seconds(v) },
+        Setting("log_level") { c, v throws(SettingError) in
+            guard let level = Logger.Level(rawValue: v.lowercased()) else {
+                throw SettingError(reason: "must be one of trace, debug, info, notice, warning, error, critical")
+            }
+            c.logLevel = level
+        },
+    ]
+
+    static func path(_ v: String) throws(SettingError) -> String {
+        guard !v.isEmpty else { throw SettingError(reason: "must be a path") }
+        guard !v.utf8.contains(0) else { throw SettingError(reason: "must not contain NUL") }
+        return v
+    }
+
+    static func nonEmpty(_ v: String, max: Int) throws(SettingError) -> String {
+        guard !v.isEmpty, v.utf8.count <= max else { throw SettingError(reason: "must be 1 to \(max) bytes") }
+        guard !v.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
+            throw SettingError(reason: "must not contain control characters")
+        }
+        return v
+    }
+
+    static func integer(_ v: String, in range: ClosedRange<Int64>) throws(SettingError) -> Int64 {
+        guard let n = Int64(v), range.contains(n) else {
+            throw SettingError(reason: "must be an integer from \(range.lowerBound) to \(range.upperBound)")
+        }
+        return n
+    }
+
+    /// Whole seconds, or a number with a unit: 90, 90s, 10m, 12h, 30d.
+    static func seconds(_ v: String, allowZero: Bool = false) throws(SettingError) -> Int64 {
+        let units: [Character: Int64] = ["s": 1, "m": 60, "h": 3_600, "d": 86_400]
+        var digits = Substring(v)
+        var unit: Int64 = 1
+        if let last = digits.last, let factor = units[last] {
+            unit = factor
+            digits = digits.dropLast()
+        }
+        guard let n = Int64(digits), n >= (allowZero ? 0 : 1), n <= 10 * 365 * 86_400 / unit else {
+            throw SettingError(reason: "must be a \(allowZero ? "non-negative" : "positive") number of seconds (or with a unit: 90s, 10m, 12h, 30d)")
+        }
+        return n * unit
+    }
+
+    static func mode(_ v: String) throws(SettingError) -> UInt32 {
+        guard (3...4).contains(v.count), let n = UInt32(v, radix: 8), n <= 0o777, n & 0o600 == 0o600 else {
+            throw SettingError(reason: "must be an octal file mode such as 0660 that lets the owner read and write")
+        }
+        return n
+    }
+
+    /// An absolute http(s) URL without fragment: the base of every mailed link.
+    static func callback(_ v: String) throws(SettingError) -> String {
+        let lower = v.lowercased()
+        guard lower.hasPrefix("https://") || lower.hasPrefix("http://") else {
+            throw SettingError(reason: "must be an absolute http:// or https:// URL")
+        }
+        guard !v.contains("#"), !v.unicodeScalars.contains(where: { $0.value <= 0x20 || $0.value >= 0x7F }) else {
+            throw SettingError(reason: "must be an ASCII URL without spaces or a fragment")
+        }
+        let afterScheme = v.drop(while: { $0 != "/" }).dropFirst(2)
+        guard let host = afterScheme.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false).first,
+              !host.isEmpty, !host.contains("@") else {
+            throw SettingError(reason: "must name a host (and no user info)")
+        }
+        return v
+    }
+}
+
+extension String {
+    func trimmingWhitespace() -> String {
+        let scalars = unicodeScalars
+        guard let start = scalars.firstIndex(where: { !$0.properties.isWhitespace }) else { return "" }
+        let end = scalars.lastIndex(where: { !$0.properties.isWhitespace })!
+        return String(scalars[start...end])
+    }
+}

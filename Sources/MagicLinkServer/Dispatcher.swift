@@ -1,0 +1,144 @@
+import Logging
+import MagicLinkCore
+import MagicLinkProtocol
+import NIOCore
+import NIOPosix
+
+/// Turns one request line into one reply line. Decoding and encoding happen on the caller's
+/// task; everything that touches the database runs on `blockingPool`, never on an event loop.
+final class Dispatcher: Sendable {
+    static let ops = ["hello", "start", "callback", "session", "logout", "logout_all"]
+
+    let authenticator: Authenticator
+    let blockingPool: NIOThreadPool
+    let maxLineBytes: Int
+    let logger: Logger
+    let mailWakeup: MailWakeup
+
+    init(authenticator: Authenticator, blockingPool: NIOThreadPool, maxLineBytes: Int, logger: Logger, mailWakeup: MailWakeup) {
+        self.authenticator = authenticator
+        self.blockingPool = blockingPool
+        self.maxLineBytes = maxLineBytes
+        self.logger = logger
+        self.mailWakeup = mailWakeup
+    }
+
+    /// The reply (with its line feed) to one request line.
+    func reply(to line: ByteBuffer) async -> [UInt8] {
+        let request: Request
+        switch line.withUnsafeReadableBytes({ Envelope.decode($0) }) {
+        case .success(let decoded):
+            request = decoded
+        case .failure(let failure):
+            logger.debug("request refused", metadata: ["code": "\(failure.error.code)", "why": "\(failure.error.message)"])
+            return Envelope.failure(id: failure.id, error: failure.error)
+        }
+        do {
+            let result = try await perform(request)
+            return Envelope.success(id: request.id, result: result)
+        } catch {
+            let wire = ErrorMapping.wireError(for: error)
+            if wire.code == .internalError {
+                logger.error("internal error", metadata: ["op": "\(request.op)", "error": "\(String(reflecting: error))"])
+            }
+            return Envelope.failure(id: request.id, error: wire)
+        }
+    }
+
+    /// The reply sent before closing a connection whose line is over the limit.
+    func tooLargeReply() -> [UInt8] {
+        Envelope.failure(id: .null, error: WireError(
+            .requestTooLarge, "The request line is longer than \(maxLineBytes) bytes.",
+            details: ["max_line_bytes": .integer(Int64(maxLineBytes))]))
+    }
+
+    private func perform(_ request: Request) async throws -> JSONObject {
+        let params = Params(request.params)
+        switch request.op {
+        case "hello":
+            return [
+                "server": "magiclinkd",
+                "version": .string(MagicLinkVersion.string),
+                "protocol": 1,
+                "ops": .array(Self.ops.map { .string($0) }),
+                "max_line_bytes": .integer(Int64(maxLineBytes)),
+            ]
+
+        case "start":
+            let start = StartRequest(email: try params.requiredString("email"),
+                                     redirect: try params.optionalString("redirect"),
+                                     ip: try params.optionalString("ip"),
+                                     userAgent: try params.optionalString("user_agent"))
+            do {
+                let result = try await blocking { try self.authenticator.start(start) }
+                logger.info("login requested", metadata: ["event": "start", "email": "\(result.maskedEmail)", "message_id": "\(result.messageID)"])
+                mailWakeup.signal()
+                return ["expires_at": .integer(result.expiresAt)]
+            } catch let error as AuthError {
+                if case .rateLimited(let retry) = error {
+                    logger.notice("login request rate limited", metadata: ["event": "start_refused", "retry_after_s": "\(retry)"])
+                }
+                throw error
+            }
+
+        case "callback":
+            let token = try params.requiredString("token")
+            let ip = try params.optionalString("ip")
+            let userAgent = try params.optionalString("user_agent")
+            do {
+                let login = try await blocking { try self.authenticator.callback(token: token, ip: ip, userAgent: userAgent) }
+                logger.info("login succeeded", metadata: [
+                    "event": "login", "user_id": "\(login.user.id)", "new_user": "\(login.createdUser)",
+                    "session": "\(Secret.logHandle(of: login.session))",
+                ])
+                return [
+                    "session": .string(login.session),
+                    "expires_at": .integer(login.expiresAt),
+                    "idle_expires_at": .integer(login.idleExpiresAt),
+                    "user": .object(["id": .string(login.user.id), "email": .string(login.user.email)]),
+                    "redirect": .string(login.redirect),
+                ]
+            } catch AuthError.invalidToken(let reason) {
+                logger.notice("login refused", metadata: ["event": "login_refused", "reason": "\(reason.rawValue)"])
+                throw AuthError.invalidToken(reason)
+            }
+
+        case "session":
+            let session = try params.requiredString("session")
+            let info = try await blocking { try self.authenticator.session(session) }
+            return [
+                "user": .object(["id": .string(info.user.id), "email": .string(info.user.email)]),
+                "expires_at": .integer(info.expiresAt),
+                "idle_expires_at": .integer(info.idleExpiresAt),
+            ]
+
+        case "logout":
+            let session = try params.requiredString("session")
+            try await blocking { try self.authenticator.logout(session) }
+            logger.info("logout", metadata: ["event": "logout", "session": "\(Secret.logHandle(of: session))"])
+            return [:]
+
+        case "logout_all":
+            let userID = try params.requiredString("user_id")
+            let revoked = try await blocking { try self.authenticator.logoutAll(userID: userID) }
+            logger.info("logout of all sessions", metadata: ["event": "logout_all", "user_id": "\(userID)", "revoked": "\(revoked)"])
+            return ["revoked": .integer(Int64(revoked))]
+
+        default:
+            throw WireError(.unknownOp, "Unknown op.", details: ["op": .string(String(request.op.prefix(64)))])
+        }
+    }
+
+    /// Runs database work on the blocking pool.
+    private func blocking<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        do {
+            return try await blockingPool.runIfActive(work)
+        } catch is NIOThreadPoolError.ThreadPoolInactive {
+            throw ShuttingDown()
+        }
+    }
+}
+
+public enum MagicLinkVersion {
+    public static let string = "0.1.0"
+}

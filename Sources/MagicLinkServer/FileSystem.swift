@@ -1,0 +1,123 @@
+import MagicLinkCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct SystemCallError: Error, CustomStringConvertible {
+    let operation: String
+    let path: String
+    let code: Int32
+    var description: String { "\(operation) \(path): \(String(cString: strerror(code)))" }
+}
+
+func readFile(_ path: String, limit: Int = 1 << 20) throws -> [UInt8] {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw SystemCallError(operation: "open", path: path, code: errno) }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 4096)
+    while bytes.count <= limit {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 {
+            if errno == EINTR { continue }
+            throw SystemCallError(operation: "read", path: path, code: errno)
+        }
+        if n == 0 { return bytes }
+        bytes.append(contentsOf: chunk[0..<n])
+    }
+    throw SystemCallError(operation: "read", path: path, code: EFBIG)
+}
+
+func readTextFile(_ path: String) throws -> String {
+    String(decoding: try readFile(path), as: UTF8.self)
+}
+
+/// Loads the 32-byte key that seals queued tokens, creating it (mode 0600, from the CSPRNG)
+/// on first start. A key of the wrong size or with group/other access is refused.
+func loadOrCreateKey(at path: String, random: some RandomSource) throws -> [UInt8] {
+    var info = stat()
+    if stat(path, &info) == 0 {
+        guard info.st_mode & 0o077 == 0 else {
+            throw KeyFileError(path: path, problem: "is readable by group or others; chmod 600 it")
+        }
+        let bytes = try readFile(path, limit: 64)
+        guard bytes.count == TokenSealer.keyByteCount else {
+            throw KeyFileError(path: path, problem: "must hold exactly \(TokenSealer.keyByteCount) bytes (it holds \(bytes.count))")
+        }
+        return bytes
+    }
+    let key = random.bytes(TokenSealer.keyByteCount)
+    let temporary = path + ".tmp"
+    unlink(temporary)
+    let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+    guard fd >= 0 else { throw SystemCallError(operation: "create", path: temporary, code: errno) }
+    let written = key.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    let synced = fsync(fd)
+    close(fd)
+    guard written == key.count, synced == 0 else {
+        unlink(temporary)
+        throw SystemCallError(operation: "write", path: temporary, code: errno)
+    }
+    // link() fails if another process created the key meanwhile: then use theirs.
+    if link(temporary, path) != 0 {
+        let code = errno
+        unlink(temporary)
+        if code == EEXIST { return try loadOrCreateKey(at: path, random: random) }
+        throw SystemCallError(operation: "link", path: path, code: code)
+    }
+    unlink(temporary)
+    return key
+}
+
+struct KeyFileError: Error, CustomStringConvertible {
+    let path: String
+    let problem: String
+    var description: String { "key file \(path) \(problem)" }
+}
+
+/// Makes `path` free for a new listening socket without ever harming what is there: a live
+/// socket (another daemon) is an error, a dead one (left by a crash) is removed, anything that
+/// is not a socket is an error and stays untouched.
+func prepareSocketPath(_ path: String) throws {
+    var info = stat()
+    guard lstat(path, &info) == 0 else {
+        if errno == ENOENT { return }
+        throw SystemCallError(operation: "stat", path: path, code: errno)
+    }
+    guard info.st_mode & S_IFMT == S_IFSOCK else {
+        throw SocketPathError(path: path, problem: "exists and is not a socket; refusing to replace it")
+    }
+    if socketAcceptsConnections(path) {
+        throw SocketPathError(path: path, problem: "is in use by a running process (another magiclinkd?)")
+    }
+    guard unlink(path) == 0 || errno == ENOENT else {
+        throw SystemCallError(operation: "remove stale socket", path: path, code: errno)
+    }
+}
+
+struct SocketPathError: Error, CustomStringConvertible {
+    let path: String
+    let problem: String
+    var description: String { "socket \(path) \(problem)" }
+}
+
+/// Whether something is listening on the Unix socket at `path`.
+func socketAcceptsConnections(_ path: String) -> Bool {
+    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    let bytes = Array(path.utf8)
+    guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
+    withUnsafeMutableBytes(of: &address.sun_path) { raw in
+        for (i, b) in bytes.enumerated() { raw[i] = b }
+        raw[bytes.count] = 0
+    }
+    let result = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+        }
+    }
+    return result == 0
+}

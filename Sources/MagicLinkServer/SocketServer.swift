@@ -1,0 +1,189 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOExtras
+import NIOPosix
+import ServiceLifecycle
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Serves the line protocol on a Unix domain socket: one child task per connection, requests of
+/// a connection answered in order. On graceful shutdown it stops accepting, lets each busy
+/// connection finish the request in hand, closes idle ones, and removes the socket file it made.
+final class SocketServer: Service, Sendable {
+    let path: String
+    let mode: UInt32
+    let dispatcher: Dispatcher
+    let group: any EventLoopGroup
+    let logger: Logger
+    /// Upper bound for in-flight requests to finish after shutdown begins.
+    let drainTimeout: Duration
+    private let connections = ConnectionRegistry()
+    private let ready: NIOLockedValueBox<[CheckedContinuation<Void, Never>]> = .init([])
+    private let isReady = NIOLockedValueBox(false)
+
+    init(path: String, mode: UInt32, dispatcher: Dispatcher, group: any EventLoopGroup, logger: Logger,
+         drainTimeout: Duration = .seconds(10)) {
+        self.path = path
+        self.mode = mode
+        self.dispatcher = dispatcher
+        self.group = group
+        self.logger = logger
+        self.drainTimeout = drainTimeout
+    }
+
+    /// Returns once the socket is bound and accepting (for start-up messages and tests).
+    func waitUntilReady() async {
+        await withCheckedContinuation { continuation in
+            let already = isReady.withLockedValue { ready -> Bool in
+                if ready { return true }
+                self.ready.withLockedValue { $0.append(continuation) }
+                return false
+            }
+            if already { continuation.resume() }
+        }
+    }
+
+    func run() async throws {
+        try prepareSocketPath(path)
+        let maxLine = dispatcher.maxLineBytes
+        let server = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: false) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    // The buffer limit cuts off a line that never ends; `serve` checks each
+                    // complete line too (a whole over-long line can arrive in one read).
+                    try channel.pipeline.syncOperations.addHandler(
+                        ByteToMessageHandler(LineBasedFrameDecoder(), maximumBufferSize: maxLine + 1))
+                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
+        defer { removeSocketFile() }
+        guard chmod(path, mode_t(mode)) == 0 else {
+            try? await server.channel.close()
+            throw SystemCallError(operation: "chmod", path: path, code: errno)
+        }
+        logger.info("listening", metadata: ["socket": "\(path)", "mode": "\(String(mode, radix: 8))"])
+        isReady.withLockedValue { $0 = true }
+        for waiter in ready.withLockedValue({ w -> [CheckedContinuation<Void, Never>] in defer { w = [] }; return w }) {
+            waiter.resume()
+        }
+
+        try await withGracefulShutdownHandler {
+            try await withThrowingDiscardingTaskGroup { tasks in
+                try await server.executeThenClose { inbound in
+                    for try await connection in inbound {
+                        tasks.addTask { await self.serve(connection) }
+                    }
+                }
+                // Not accepting any more: close idle connections, give busy ones a bounded time.
+                await self.drain()
+                tasks.cancelAll()
+            }
+        } onGracefulShutdown: {
+            self.logger.info("shutting down: no longer accepting connections")
+            server.channel.close(promise: nil)
+        }
+    }
+
+    private func drain() async {
+        connections.beginShutdown()
+        let deadline = ContinuousClock.now + drainTimeout
+        while connections.count > 0, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        if connections.count > 0 {
+            logger.warning("closing connections still busy after the drain timeout", metadata: ["connections": "\(connections.count)"])
+        }
+    }
+
+    private func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
+        let id = connections.add(connection.channel)
+        defer { connections.remove(id) }
+        do {
+            try await connection.executeThenClose { inbound, outbound in
+                do {
+                    for try await line in inbound {
+                        guard connections.markBusy(id) else { return }
+                        if line.readableBytes > dispatcher.maxLineBytes {
+                            try await outbound.write(ByteBuffer(bytes: dispatcher.tooLargeReply()))
+                            return
+                        }
+                        if line.readableBytes == 0 || (line.readableBytes == 1 && line.getInteger(at: line.readerIndex, as: UInt8.self) == 13) {
+                            guard connections.markIdle(id) else { return }
+                            continue
+                        }
+                        let reply = await dispatcher.reply(to: line)
+                        try await outbound.write(ByteBuffer(bytes: reply))
+                        guard connections.markIdle(id) else { return }
+                    }
+                } catch is ByteToMessageDecoderError.PayloadTooLargeError {
+                    try await outbound.write(ByteBuffer(bytes: dispatcher.tooLargeReply()))
+                }
+            }
+        } catch {
+            logger.debug("connection ended with an error", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func removeSocketFile() {
+        var info = stat()
+        if lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFSOCK {
+            unlink(path)
+        }
+    }
+}
+
+/// The open connections and whether each is in the middle of a request, so shutdown can close
+/// the idle ones at once and wait only for the busy ones.
+final class ConnectionRegistry: Sendable {
+    private struct State {
+        var nextID = 0
+        var channels: [Int: (channel: any Channel, busy: Bool)] = [:]
+        var shuttingDown = false
+    }
+
+    private let state = NIOLockedValueBox(State())
+
+    var count: Int { state.withLockedValue { $0.channels.count } }
+
+    func add(_ channel: any Channel) -> Int {
+        state.withLockedValue { state in
+            state.nextID += 1
+            state.channels[state.nextID] = (channel, false)
+            if state.shuttingDown { channel.close(promise: nil) }
+            return state.nextID
+        }
+    }
+
+    func remove(_ id: Int) {
+        state.withLockedValue { _ = $0.channels.removeValue(forKey: id) }
+    }
+
+    /// False when shutdown has begun: the connection should stop instead of taking a request.
+    func markBusy(_ id: Int) -> Bool {
+        state.withLockedValue { state in
+            guard !state.shuttingDown else { return false }
+            state.channels[id]?.busy = true
+            return true
+        }
+    }
+
+    /// False when shutdown has begun: the reply is out, the connection should end now.
+    func markIdle(_ id: Int) -> Bool {
+        state.withLockedValue { state in
+            state.channels[id]?.busy = false
+            return !state.shuttingDown
+        }
+    }
+
+    func beginShutdown() {
+        state.withLockedValue { state in
+            state.shuttingDown = true
+            for (_, entry) in state.channels where !entry.busy {
+                entry.channel.close(promise: nil)
+            }
+        }
+    }
+}

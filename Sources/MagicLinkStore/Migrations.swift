@@ -1,0 +1,101 @@
+/// A named schema change. Migrations run in order, each once, each in its own transaction;
+/// their names are recorded in `schema_migrations`. Never edit a shipped migration: add one.
+struct Migration {
+    let name: String
+    let sql: String
+}
+
+enum Migrations {
+    static let all: [Migration] = [
+        Migration(name: "0001-users-tokens-sessions-mail-queue", sql: """
+            CREATE TABLE users (
+                id         TEXT PRIMARY KEY,
+                email      TEXT NOT NULL,
+                email_key  TEXT NOT NULL UNIQUE,
+                created_at INTEGER NOT NULL
+            ) STRICT;
+
+            CREATE TABLE login_tokens (
+                hash          BLOB PRIMARY KEY,
+                email         TEXT NOT NULL,
+                email_key     TEXT NOT NULL,
+                redirect      TEXT NOT NULL,
+                created_at    INTEGER NOT NULL,
+                expires_at    INTEGER NOT NULL,
+                used_at       INTEGER,
+                superseded_at INTEGER,
+                ip            TEXT,
+                user_agent    TEXT
+            ) STRICT, WITHOUT ROWID;
+            CREATE INDEX login_tokens_unused_by_email ON login_tokens(email_key)
+                WHERE used_at IS NULL AND superseded_at IS NULL;
+            CREATE INDEX login_tokens_by_expiry ON login_tokens(expires_at);
+
+            CREATE TABLE sessions (
+                id_hash         BLOB PRIMARY KEY,
+                user_id         TEXT NOT NULL REFERENCES users(id),
+                created_at      INTEGER NOT NULL,
+                expires_at      INTEGER NOT NULL,
+                idle_expires_at INTEGER NOT NULL,
+                touched_at      INTEGER NOT NULL,
+                ip              TEXT,
+                user_agent      TEXT
+            ) STRICT, WITHOUT ROWID;
+            CREATE INDEX sessions_by_user ON sessions(user_id);
+            CREATE INDEX sessions_by_expiry ON sessions(expires_at);
+
+            CREATE TABLE mail_queue (
+                message_id      TEXT PRIMARY KEY,
+                kind            TEXT NOT NULL,
+                recipient       TEXT NOT NULL,
+                sealed_token    BLOB,
+                state           TEXT NOT NULL DEFAULT 'queued'
+                                CHECK (state IN ('queued', 'sending', 'sent', 'failed', 'expired')),
+                created_at      INTEGER NOT NULL,
+                expires_at      INTEGER NOT NULL,
+                attempts        INTEGER NOT NULL DEFAULT 0,
+                next_attempt_at INTEGER NOT NULL,
+                claimed_at      INTEGER,
+                finished_at     INTEGER,
+                last_error      TEXT
+            ) STRICT;
+            CREATE INDEX mail_queue_due ON mail_queue(state, next_attempt_at);
+
+            CREATE TABLE rate_events (
+                key TEXT NOT NULL,
+                at  INTEGER NOT NULL
+            ) STRICT;
+            CREATE INDEX rate_events_by_key ON rate_events(key, at);
+            """),
+    ]
+
+    /// Brings the database up to date. Refuses a database migrated by a newer magiclinkd.
+    static func run(on connection: Connection, now: Int64) throws -> [String] {
+        try connection.execute("""
+            CREATE TABLE IF NOT EXISTS schema_migrations (
+                name       TEXT PRIMARY KEY,
+                applied_at INTEGER NOT NULL
+            ) STRICT
+            """)
+        let applied = Set(try connection.query("SELECT name FROM schema_migrations") { $0.text(0) })
+        let known = Set(all.map(\.name))
+        if let unknown = applied.subtracting(known).sorted().first {
+            throw StoreError.newerSchema(migration: unknown)
+        }
+        var ran: [String] = []
+        for migration in all where !applied.contains(migration.name) {
+            try connection.execute("BEGIN IMMEDIATE")
+            do {
+                try connection.execute(migration.sql)
+                try connection.run("INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)",
+                                   [.text(migration.name), .integer(now)])
+                try connection.execute("COMMIT")
+            } catch {
+                try? connection.execute("ROLLBACK")
+                throw error
+            }
+            ran.append(migration.name)
+        }
+        return ran
+    }
+}

@@ -1,0 +1,298 @@
+import CSQLite
+import MagicLinkCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// magiclinkd's state in one SQLite file (WAL mode, synchronous=FULL so an acknowledged write
+/// survives a crash or power loss). One writer connection serializes every write transaction;
+/// readers use a small pool of their own connections and never block the writer.
+/// Every method blocks: call them from a thread pool, never from an event loop.
+public final class SQLiteStore: AuthStore, @unchecked Sendable {
+    public let path: String
+    private let writer: Connection
+    private let writerLock = Lock()
+    private let readersLock = Lock()
+    private var idleReaders: [Connection] = []
+    private let maximumIdleReaders: Int
+
+    /// Opens (creating when missing) and migrates the database; restricts its files to mode 0600.
+    public init(path: String, maximumIdleReaders: Int = 4, now: Int64 = SystemTime().now()) throws {
+        self.path = path
+        self.maximumIdleReaders = maximumIdleReaders
+        writer = try Connection(path: path)
+        try writer.execute("PRAGMA journal_mode = WAL")
+        try writer.execute("PRAGMA synchronous = FULL")
+        try writer.execute("PRAGMA foreign_keys = ON")
+        _ = try Migrations.run(on: writer, now: now)
+        try Self.restrictPermissions(of: path)
+    }
+
+    /// The names of all migrations applied to this database, in order.
+    public func appliedMigrations() throws -> [String] {
+        try writerLock.withLock {
+            try writer.query("SELECT name FROM schema_migrations ORDER BY name") { $0.text(0) }
+        }
+    }
+
+    static func restrictPermissions(of path: String) throws {
+        for file in [path, path + "-wal", path + "-shm"] {
+            var info = stat()
+            guard stat(file, &info) == 0 else { continue }
+            if info.st_mode & 0o777 != 0o600, chmod(file, 0o600) != 0 {
+                throw StoreError.filePermissions(path: file, errno: errno)
+            }
+        }
+    }
+
+    // MARK: transactions
+
+    public func write<T>(_ body: (any AuthTransaction) throws -> T) throws -> T {
+        try writerLock.withLock {
+            do {
+                try writer.execute("BEGIN IMMEDIATE")
+            } catch {
+                throw classify(error)
+            }
+            do {
+                let result = try body(Transaction(connection: writer))
+                try writer.execute("COMMIT")
+                return result
+            } catch {
+                try? writer.execute("ROLLBACK")
+                throw classify(error)
+            }
+        }
+    }
+
+    public func read<T>(_ body: (any AuthReadTransaction) throws -> T) throws -> T {
+        let connection = try checkOutReader()
+        defer { checkIn(connection) }
+        do {
+            try connection.execute("BEGIN")
+            defer { try? connection.execute("COMMIT") }
+            return try body(Transaction(connection: connection))
+        } catch {
+            throw classify(error)
+        }
+    }
+
+    private func checkOutReader() throws -> Connection {
+        if let idle = readersLock.withLock({ idleReaders.popLast() }) { return idle }
+        do {
+            let connection = try Connection(path: path)
+            try connection.execute("PRAGMA query_only = ON")
+            return connection
+        } catch {
+            throw classify(error)
+        }
+    }
+
+    private func checkIn(_ connection: Connection) {
+        readersLock.withLock {
+            if idleReaders.count < maximumIdleReaders { idleReaders.append(connection) }
+        }
+    }
+
+    // MARK: mail queue
+
+    /// Hands back messages claimed by a process that died before confirming them.
+    @discardableResult
+    public func releaseClaimedMail() throws -> Int {
+        try writeRaw { try $0.run("UPDATE mail_queue SET state = 'queued', claimed_at = NULL WHERE state = 'sending'") }
+    }
+
+    /// Claims up to `limit` due messages for delivery (state `sending`, attempts + 1).
+    public func claimDueMail(now: Int64, limit: Int) throws -> [QueuedMail] {
+        try writeRaw { connection in
+            try connection.query("""
+                UPDATE mail_queue SET state = 'sending', claimed_at = ?1, attempts = attempts + 1
+                WHERE message_id IN (
+                    SELECT message_id FROM mail_queue
+                    WHERE state = 'queued' AND next_attempt_at <= ?1
+                    ORDER BY next_attempt_at LIMIT ?2)
+                RETURNING message_id, kind, recipient, sealed_token, created_at, expires_at, attempts
+                """, [.integer(now), .integer(Int64(limit))]) { row in
+                QueuedMail(messageID: row.text(0), kind: QueuedMail.Kind(rawValue: row.text(1)) ?? .login,
+                           recipient: row.text(2), sealedToken: row.blob(3), createdAt: row.int64(4),
+                           expiresAt: row.int64(5), attempts: Int(row.int64(6)))
+            }
+        }
+    }
+
+    /// The earliest time a queued message becomes due, if any.
+    public func nextMailDue() throws -> Int64? {
+        try writeRaw { try $0.queryFirst("SELECT min(next_attempt_at) FROM mail_queue WHERE state = 'queued'") { $0.optionalInt64(0) } ?? nil }
+    }
+
+    public enum MailOutcome: Sendable {
+        case sent
+        /// The link inside expired before it could be sent.
+        case expired
+        case failedPermanently(reason: String)
+        case retry(at: Int64, reason: String)
+    }
+
+    /// Records what became of a claimed message. Finished messages lose their sealed token.
+    public func finishMail(messageID: String, outcome: MailOutcome, now: Int64) throws {
+        try writeRaw { connection in
+            switch outcome {
+            case .sent:
+                try connection.run("UPDATE mail_queue SET state = 'sent', finished_at = ?2, sealed_token = NULL, last_error = NULL WHERE message_id = ?1",
+                                   [.text(messageID), .integer(now)])
+            case .expired:
+                try connection.run("UPDATE mail_queue SET state = 'expired', finished_at = ?2, sealed_token = NULL WHERE message_id = ?1",
+                                   [.text(messageID), .integer(now)])
+            case .failedPermanently(let reason):
+                try connection.run("UPDATE mail_queue SET state = 'failed', finished_at = ?2, sealed_token = NULL, last_error = ?3 WHERE message_id = ?1",
+                                   [.text(messageID), .integer(now), .text(reason)])
+            case .retry(let at, let reason):
+                try connection.run("UPDATE mail_queue SET state = 'queued', claimed_at = NULL, next_attempt_at = ?2, last_error = ?3 WHERE message_id = ?1",
+                                   [.text(messageID), .integer(at), .text(reason)])
+            }
+        }
+    }
+
+    /// Counts of queue rows by state, for status and tests.
+    public func mailCounts() throws -> [String: Int] {
+        let connection = try checkOutReader()
+        defer { checkIn(connection) }
+        let pairs = try connection.query("SELECT state, count(*) FROM mail_queue GROUP BY state") { ($0.text(0), Int($0.int64(1))) }
+        return Dictionary(uniqueKeysWithValues: pairs)
+    }
+
+    // MARK: housekeeping
+
+    /// Deletes rows nobody needs any more: dead sessions, tokens a day past expiry (kept that
+    /// long so a late click still hears "expired" or "used"), old rate events, delivered mail
+    /// after a week. Returns the number of rows removed.
+    @discardableResult
+    public func purge(now: Int64, rateWindow: Int64) throws -> Int {
+        try writeRaw { connection in
+            var removed = 0
+            removed += try connection.run("DELETE FROM sessions WHERE expires_at <= ?1 OR idle_expires_at <= ?1", [.integer(now)])
+            removed += try connection.run("DELETE FROM login_tokens WHERE expires_at <= ?1", [.integer(now - 86_400)])
+            removed += try connection.run("DELETE FROM rate_events WHERE at <= ?1", [.integer(now - rateWindow)])
+            removed += try connection.run("DELETE FROM mail_queue WHERE state IN ('sent', 'expired') AND finished_at <= ?1", [.integer(now - 7 * 86_400)])
+            return removed
+        }
+    }
+
+    /// Checkpoints the WAL; called on clean shutdown so the database file stands alone.
+    public func checkpoint() {
+        writerLock.withLock { _ = try? writer.execute("PRAGMA wal_checkpoint(TRUNCATE)") }
+    }
+
+    private func writeRaw<T>(_ body: (Connection) throws -> T) throws -> T {
+        try writerLock.withLock {
+            do {
+                try writer.execute("BEGIN IMMEDIATE")
+                do {
+                    let result = try body(writer)
+                    try writer.execute("COMMIT")
+                    return result
+                } catch {
+                    try? writer.execute("ROLLBACK")
+                    throw error
+                }
+            } catch {
+                throw classify(error)
+            }
+        }
+    }
+}
+
+/// The SQL behind `AuthTransaction`, on whichever connection the transaction holds.
+struct Transaction: AuthTransaction {
+    let connection: Connection
+
+    private static let tokenColumns = "hash, email, email_key, redirect, created_at, expires_at, used_at, superseded_at, ip, user_agent"
+
+    func token(hash: [UInt8]) throws -> LoginTokenRecord? {
+        try connection.queryFirst("SELECT \(Self.tokenColumns) FROM login_tokens WHERE hash = ?", [.blob(hash)]) { row in
+            LoginTokenRecord(hash: row.blob(0), email: row.text(1), emailKey: row.text(2), redirect: row.text(3),
+                             createdAt: row.int64(4), expiresAt: row.int64(5), usedAt: row.optionalInt64(6),
+                             supersededAt: row.optionalInt64(7), ip: row.optionalText(8), userAgent: row.optionalText(9))
+        }
+    }
+
+    func user(emailKey: String) throws -> UserRecord? {
+        try connection.queryFirst("SELECT id, email, email_key, created_at FROM users WHERE email_key = ?", [.text(emailKey)]) { row in
+            UserRecord(id: row.text(0), email: row.text(1), emailKey: row.text(2), createdAt: row.int64(3))
+        }
+    }
+
+    func session(hash: [UInt8]) throws -> (SessionRecord, UserRecord)? {
+        try connection.queryFirst("""
+            SELECT s.id_hash, s.user_id, s.created_at, s.expires_at, s.idle_expires_at, s.touched_at, s.ip, s.user_agent,
+                   u.email, u.email_key, u.created_at
+            FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = ?
+            """, [.blob(hash)]) { row in
+            (SessionRecord(hash: row.blob(0), userID: row.text(1), createdAt: row.int64(2), expiresAt: row.int64(3),
+                           idleExpiresAt: row.int64(4), touchedAt: row.int64(5), ip: row.optionalText(6),
+                           userAgent: row.optionalText(7)),
+             UserRecord(id: row.text(1), email: row.text(8), emailKey: row.text(9), createdAt: row.int64(10)))
+        }
+    }
+
+    func rateEventTimes(key: String, since: Int64) throws -> [Int64] {
+        try connection.query("SELECT at FROM rate_events WHERE key = ? AND at >= ? ORDER BY at", [.text(key), .integer(since)]) { $0.int64(0) }
+    }
+
+    func recordRateEvent(key: String, at: Int64) throws {
+        try connection.run("INSERT INTO rate_events (key, at) VALUES (?, ?)", [.text(key), .integer(at)])
+    }
+
+    func supersedeTokens(emailKey: String, at: Int64) throws {
+        try connection.run("UPDATE login_tokens SET superseded_at = ? WHERE email_key = ? AND used_at IS NULL AND superseded_at IS NULL",
+                           [.integer(at), .text(emailKey)])
+    }
+
+    func insertToken(_ token: LoginTokenRecord) throws {
+        try connection.run("INSERT INTO login_tokens (\(Self.tokenColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+            .blob(token.hash), .text(token.email), .text(token.emailKey), .text(token.redirect),
+            .integer(token.createdAt), .integer(token.expiresAt), SQLValue(token.usedAt), SQLValue(token.supersededAt),
+            SQLValue(token.ip), SQLValue(token.userAgent),
+        ])
+    }
+
+    func markTokenUsed(hash: [UInt8], at: Int64) throws -> Bool {
+        try connection.run("UPDATE login_tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL", [.integer(at), .blob(hash)]) == 1
+    }
+
+    func enqueueMail(_ mail: QueuedMail) throws {
+        try connection.run("""
+            INSERT INTO mail_queue (message_id, kind, recipient, sealed_token, created_at, expires_at, next_attempt_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?)
+            """, [.text(mail.messageID), .text(mail.kind.rawValue), .text(mail.recipient), .blob(mail.sealedToken),
+                  .integer(mail.createdAt), .integer(mail.expiresAt), .integer(mail.createdAt)])
+    }
+
+    func insertUser(_ user: UserRecord) throws {
+        try connection.run("INSERT INTO users (id, email, email_key, created_at) VALUES (?, ?, ?, ?)",
+                           [.text(user.id), .text(user.email), .text(user.emailKey), .integer(user.createdAt)])
+    }
+
+    func insertSession(_ session: SessionRecord) throws {
+        try connection.run("""
+            INSERT INTO sessions (id_hash, user_id, created_at, expires_at, idle_expires_at, touched_at, ip, user_agent)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            """, [.blob(session.hash), .text(session.userID), .integer(session.createdAt), .integer(session.expiresAt),
+                  .integer(session.idleExpiresAt), .integer(session.touchedAt), SQLValue(session.ip), SQLValue(session.userAgent)])
+    }
+
+    func touchSession(hash: [UInt8], idleExpiresAt: Int64, touchedAt: Int64) throws {
+        try connection.run("UPDATE sessions SET idle_expires_at = ?, touched_at = ? WHERE id_hash = ?",
+                           [.integer(idleExpiresAt), .integer(touchedAt), .blob(hash)])
+    }
+
+    func deleteSession(hash: [UInt8]) throws {
+        try connection.run("DELETE FROM sessions WHERE id_hash = ?", [.blob(hash)])
+    }
+
+    func deleteSessions(userID: String, liveAt now: Int64) throws -> Int {
+        let ended = try connection.query("DELETE FROM sessions WHERE user_id = ? RETURNING expires_at, idle_expires_at",
+                                         [.text(userID)]) { ($0.int64(0), $0.int64(1)) }
+        return ended.filter { now < $0.0 && now < $0.1 }.count
+    }
+}

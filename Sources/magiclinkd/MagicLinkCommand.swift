@@ -1,0 +1,136 @@
+import ArgumentParser
+import Logging
+import MagicLinkServer
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `magiclinkd`: serve (the default), or check a configuration without serving.
+@main
+struct MagicLinkCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "magiclinkd",
+        abstract: "Passwordless login by emailed magic link, for any local web app, over a Unix socket.",
+        discussion: """
+            With no arguments, serves on its embedded defaults (socket ./magiclinkd.sock, database \
+            ./magiclinkd.sqlite, mail into the Maildir ./outbox). Settings come from an optional YAML \
+            file (--config or MAGICLINKD_CONFIG) and MAGICLINKD_* environment variables, which win.
+            """,
+        version: "magiclinkd \(MagicLinkVersion.string)",
+        subcommands: [Serve.self, CheckConfig.self],
+        defaultSubcommand: Serve.self)
+}
+
+struct ConfigOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("YAML configuration file (default: $MAGICLINKD_CONFIG, else none).", valueName: "file"))
+    var config: String?
+
+    /// Loads the configuration or exits with status 78 (EX_CONFIG) and a message naming the key.
+    func load() throws -> Configuration {
+        var environment: [String: String] = [:]
+        var pointer = environ
+        while let entry = pointer.pointee {
+            let text = String(cString: entry)
+            if let equals = text.firstIndex(of: "=") {
+                environment[String(text[..<equals])] = String(text[text.index(after: equals)...])
+            }
+            pointer += 1
+        }
+        for name in Configuration.unknownEnvironmentNames(environment) {
+            printError("magiclinkd: warning: \(name) is not a known setting and is ignored")
+        }
+        do {
+            return try Configuration.load(file: config ?? environment["MAGICLINKD_CONFIG"], environment: environment)
+        } catch {
+            printError("magiclinkd: \(error)")
+            throw ExitCode(78)
+        }
+    }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Serve requests on the socket (the default).")
+
+    @OptionGroup var options: ConfigOptions
+
+    func run() async throws {
+        let configuration = try options.load()
+        let logLevel = configuration.logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = logLevel
+            return handler
+        }
+        let logger = Logger(label: "magiclinkd")
+        describe(configuration)
+        let application: Application
+        do {
+            application = try buildApplication(configuration: configuration, logger: logger)
+        } catch {
+            printError("magiclinkd: cannot start: \(error)")
+            throw ExitCode(1)
+        }
+        do {
+            try await application.run()
+        } catch {
+            printError("magiclinkd: stopped with an error: \(error)")
+            throw ExitCode(1)
+        }
+    }
+
+    /// Says on stderr where everything is, and which values are defaults.
+    func describe(_ c: Configuration) {
+        func line(_ what: String, _ key: String, _ value: String) {
+            let origin = c.explicitKeys.contains(key) ? "" : " (default)"
+            printError("magiclinkd: \(what): \(value)\(origin)")
+        }
+        printError("magiclinkd \(MagicLinkVersion.string) starting")
+        line("socket", "socket", c.socket)
+        line("database", "database", c.database)
+        switch c.mailTransport {
+        case .outbox: line("mail", "mail_transport", "Maildir outbox \(c.outboxDir) (read it with: mutt -f \(c.outboxDir))")
+        case .log: line("mail", "mail_transport", "printed to stderr (log transport)")
+        }
+        line("callback url", "callback_url", c.callbackURL)
+    }
+}
+
+struct CheckConfig: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check-config",
+        abstract: "Check the configuration and print the effective settings, without serving.")
+
+    @OptionGroup var options: ConfigOptions
+
+    func run() async throws {
+        let c = try options.load()
+        print("""
+            socket: \(c.socket)
+            socket_mode: 0\(String(c.socketMode, radix: 8))
+            database: \(c.database)
+            key_file: \(c.effectiveKeyFile)
+            callback_url: \(c.callbackURL)
+            allowed_redirect_origins: [\(c.allowedRedirectOrigins.joined(separator: ", "))]
+            app_name: \(c.appName)
+            mail_from: \(c.mailFrom)
+            mail_transport: \(c.mailTransport.rawValue)
+            outbox_dir: \(c.outboxDir)
+            token_ttl: \(c.tokenTTL)
+            session_ttl: \(c.sessionTTL)
+            session_idle_ttl: \(c.sessionIdleTTL)
+            session_touch_interval: \(c.sessionTouchInterval)
+            max_line_bytes: \(c.maxLineBytes)
+            rate_limit_ip_max: \(c.rateLimitIPMax)
+            rate_limit_ip_window: \(c.rateLimitIPWindow)
+            rate_limit_email_max: \(c.rateLimitEmailMax)
+            rate_limit_email_window: \(c.rateLimitEmailWindow)
+            log_level: \(c.logLevel.rawValue)
+            """)
+        printError("magiclinkd: configuration OK")
+    }
+}
+
+func printError(_ message: String) {
+    let bytes = Array((message + "\n").utf8)
+    _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+}
