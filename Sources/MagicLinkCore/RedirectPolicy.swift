@@ -36,7 +36,7 @@ public struct RedirectPolicy: Sendable {
         for entry in allowedOrigins {
             let url: ParsedURL
             do throws(RedirectPolicyError) {
-                url = try ParsedURL(entry)
+                url = try ParsedURL(entry, subject: "it")
             } catch {
                 throw RedirectPolicyError(
                     reason: "allowed origin \"\(Self.printable(entry))\" is not a bare origin: \(error.reason)")
@@ -82,23 +82,23 @@ public struct RedirectPolicy: Sendable {
 
     /// No backslash, whitespace, control, format (bidi overrides, zero-width) or line/paragraph
     /// separator characters anywhere. Other non-ASCII is allowed in paths, queries and fragments.
-    static func checkCharacters(_ s: String) throws(RedirectPolicyError) {
+    static func checkCharacters(_ s: String, subject: String = "the redirect") throws(RedirectPolicyError) {
         for scalar in s.unicodeScalars {
             if scalar == "\\" {
-                throw RedirectPolicyError(reason: "the redirect contains a backslash")
+                throw RedirectPolicyError(reason: "\(subject) contains a backslash")
             }
             if scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) {
-                throw RedirectPolicyError(reason: "the redirect contains a control character")
+                throw RedirectPolicyError(reason: "\(subject) contains a control character")
             }
             if scalar.properties.isWhitespace {
-                throw RedirectPolicyError(reason: "the redirect contains whitespace")
+                throw RedirectPolicyError(reason: "\(subject) contains whitespace")
             }
             switch scalar.properties.generalCategory {
             case .spaceSeparator, .lineSeparator, .paragraphSeparator:
-                throw RedirectPolicyError(reason: "the redirect contains whitespace")
+                throw RedirectPolicyError(reason: "\(subject) contains whitespace")
             case .control, .format, .privateUse, .surrogate, .unassigned:
                 throw RedirectPolicyError(
-                    reason: "the redirect contains a control, format, private-use or unassigned character")
+                    reason: "\(subject) contains a control, format, private-use or unassigned character")
             default:
                 continue
             }
@@ -139,8 +139,8 @@ extension RedirectPolicy {
             return "\(scheme)://\(host)"
         }
 
-        init(_ text: String) throws(RedirectPolicyError) {
-            try RedirectPolicy.checkCharacters(text)
+        init(_ text: String, subject: String = "the redirect") throws(RedirectPolicyError) {
+            try RedirectPolicy.checkCharacters(text, subject: subject)
             let chars = Array(text.unicodeScalars)
 
             // scheme: up to the first ":", which must be followed by "//".

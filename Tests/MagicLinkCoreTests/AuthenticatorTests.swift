@@ -1,0 +1,255 @@
+import MagicLinkCore
+import XCTest
+
+final class AuthenticatorTests: XCTestCase {
+    var time: ManualTime!
+    var store: InMemoryStore!
+    var sealer: TokenSealer!
+    var auth: Authenticator!
+
+    override func setUp() {
+        time = ManualTime()
+        store = InMemoryStore()
+        sealer = TokenSealer(keyBytes: [UInt8](repeating: 7, count: 32))!
+        auth = makeAuthenticator()
+    }
+
+    func makeAuthenticator(_ adjust: (inout AuthPolicy) -> Void = { _ in }) -> Authenticator {
+        var policy = AuthPolicy(callbackURL: "https://app.example.com/auth/callback",
+                                redirects: try! RedirectPolicy(allowedOrigins: ["https://app.example.com"]))
+        adjust(&policy)
+        return Authenticator(policy: policy, store: store, sealer: sealer, time: time, random: CountingRandom())
+    }
+
+    /// Starts a login and returns the token, recovered from the queued mail as the worker would.
+    func startAndGetToken(_ email: String, redirect: String? = nil, ip: String? = nil) throws -> String {
+        _ = try auth.start(StartRequest(email: email, redirect: redirect, ip: ip))
+        let mail = try XCTUnwrap(store.state.mail.last)
+        return try XCTUnwrap(sealer.open(mail.sealedToken, messageID: mail.messageID))
+    }
+
+    func assertAuthError<T>(_ expected: AuthError, _ body: @autoclosure () throws -> T, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertThrowsError(try body(), file: file, line: line) { error in
+            XCTAssertEqual(error as? AuthError, expected, file: file, line: line)
+        }
+    }
+
+    func testStartQueuesOneSealedMailAndStoresOnlyTheHash() throws {
+        let result = try auth.start(StartRequest(email: "Alice@Example.COM", ip: "192.0.2.1"))
+        XCTAssertEqual(result.expiresAt, time.now() + 600)
+        XCTAssertEqual(store.state.mail.count, 1)
+        let mail = store.state.mail[0]
+        XCTAssertEqual(mail.recipient, "Alice@example.com")
+        XCTAssertEqual(mail.expiresAt, result.expiresAt)
+        XCTAssertTrue(mail.messageID.hasSuffix("@localhost"))
+        let token = try XCTUnwrap(sealer.open(mail.sealedToken, messageID: mail.messageID))
+        XCTAssertTrue(Secret.isWellFormed(token))
+        XCTAssertNil(sealer.open(mail.sealedToken, messageID: "other@localhost"), "sealed token is bound to its message")
+        XCTAssertFalse(mail.sealedToken.containsSubsequence(Array(token.utf8)))
+        let record = try XCTUnwrap(store.state.tokens.values.first)
+        XCTAssertEqual(record.hash, Secret.hash(of: token))
+        XCTAssertEqual(record.emailKey, "alice@example.com")
+        XCTAssertEqual(record.redirect, "/")
+    }
+
+    func testLinkIsBuiltFromConfigurationOnly() {
+        XCTAssertEqual(auth.policy.link(for: "T"), "https://app.example.com/auth/callback?token=T")
+        let withQuery = makeAuthenticator { $0.callbackURL = "https://app.example.com/cb?app=1" }
+        XCTAssertEqual(withQuery.policy.link(for: "T"), "https://app.example.com/cb?app=1&token=T")
+    }
+
+    func testCallbackCreatesUserAndSessionOnce() throws {
+        let token = try startAndGetToken("bob@example.com", redirect: "/account")
+        time.advance(5)
+        let login = try auth.callback(token: token, ip: "192.0.2.1", userAgent: "UA")
+        XCTAssertTrue(login.createdUser)
+        XCTAssertEqual(login.user.email, "bob@example.com")
+        XCTAssertEqual(login.redirect, "/account")
+        XCTAssertEqual(login.expiresAt, time.now() + 30 * 86_400)
+        XCTAssertEqual(login.idleExpiresAt, time.now() + 7 * 86_400)
+        XCTAssertTrue(Secret.isWellFormed(login.session))
+        XCTAssertNotNil(store.state.sessions[Secret.hash(of: login.session)])
+        assertAuthError(.invalidToken(.used), try auth.callback(token: token))
+
+        // Second login of the same address (other case): same user id, no new user.
+        let again = try startAndGetToken("BOB@example.com")
+        let second = try auth.callback(token: again)
+        XCTAssertFalse(second.createdUser)
+        XCTAssertEqual(second.user.id, login.user.id)
+        XCTAssertEqual(second.user.email, "bob@example.com", "email stays as first seen")
+        XCTAssertNotEqual(second.session, login.session)
+    }
+
+    func testTokenRejectionReasons() throws {
+        assertAuthError(.invalidToken(.unknown), try auth.callback(token: "short"))
+        assertAuthError(.invalidToken(.unknown), try auth.callback(token: String(repeating: "A", count: 43)))
+        let token = try startAndGetToken("carol@example.com")
+        time.advance(600)
+        assertAuthError(.invalidToken(.expired), try auth.callback(token: token))
+    }
+
+    func testNewerStartSupersedesOlderUnusedTokens() throws {
+        let first = try startAndGetToken("dave@example.com")
+        let second = try startAndGetToken("Dave@example.com")
+        assertAuthError(.invalidToken(.expired), try auth.callback(token: first))
+        XCTAssertNoThrow(try auth.callback(token: second))
+    }
+
+    func testRejectedCallbackLeavesNoTrace() throws {
+        let token = try startAndGetToken("erin@example.com")
+        time.advance(601)
+        let writesBefore = store.state.writes
+        assertAuthError(.invalidToken(.expired), try auth.callback(token: token))
+        XCTAssertEqual(store.state.writes, writesBefore, "a refused callback commits nothing")
+        XCTAssertTrue(store.state.users.isEmpty)
+        XCTAssertTrue(store.state.sessions.isEmpty)
+    }
+
+    func testInvalidEmailAndRedirectQueueNothing() {
+        assertAuthError(.redirectNotAllowed(reason: "x"), try auth.start(StartRequest(email: "a@example.com", redirect: "//evil.com")), ignoringReason: true)
+        XCTAssertThrowsError(try auth.start(StartRequest(email: "a@b.com\r\nBcc: x@y.com"))) { error in
+            guard case .invalidEmail? = error as? AuthError else { return XCTFail("got \(error)") }
+        }
+        XCTAssertThrowsError(try auth.start(StartRequest(email: "a@example.com", ip: "not-an-ip"))) { error in
+            guard case .invalidField(let field, _)? = error as? AuthError else { return XCTFail("got \(error)") }
+            XCTAssertEqual(field, "params.ip")
+        }
+        XCTAssertTrue(store.state.mail.isEmpty)
+        XCTAssertTrue(store.state.tokens.isEmpty)
+    }
+
+    func assertAuthError<T>(_ expected: AuthError, _ body: @autoclosure () throws -> T, ignoringReason: Bool, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertThrowsError(try body(), file: file, line: line) { error in
+            switch (error as? AuthError, expected) {
+            case (.redirectNotAllowed?, .redirectNotAllowed), (.invalidEmail?, .invalidEmail): break
+            default: XCTFail("expected \(expected), got \(error)", file: file, line: line)
+            }
+        }
+    }
+
+    func testPerAddressRateLimitSlidesAndReportsRetryAfter() throws {
+        for _ in 0..<5 {
+            _ = try auth.start(StartRequest(email: "frank@example.com"))
+            time.advance(10)
+        }
+        // 5 starts at t0, t0+10 … t0+40; now t0+50. The first leaves the window at t0+900.
+        assertAuthError(.rateLimited(retryAfterSeconds: 850), try auth.start(StartRequest(email: "FRANK@example.com")))
+        XCTAssertEqual(store.state.mail.count, 5, "nothing queued when limited")
+        time.advance(850)
+        XCTAssertNoThrow(try auth.start(StartRequest(email: "frank@example.com")))
+    }
+
+    func testPerIPRateLimit() throws {
+        auth = makeAuthenticator { $0.startPerIP = RateLimit(maximum: 3, window: 3_600) }
+        for n in 0..<3 { _ = try auth.start(StartRequest(email: "u\(n)@example.com", ip: "198.51.100.7")) }
+        assertAuthError(.rateLimited(retryAfterSeconds: 3_600), try auth.start(StartRequest(email: "u9@example.com", ip: "198.51.100.7")))
+        XCTAssertNoThrow(try auth.start(StartRequest(email: "u9@example.com", ip: "198.51.100.8")))
+        XCTAssertNoThrow(try auth.start(StartRequest(email: "u10@example.com")), "without ip only the per-address limit applies")
+    }
+
+    func testIPv6LimitedPerSlash64() throws {
+        auth = makeAuthenticator { $0.startPerIP = RateLimit(maximum: 1, window: 3_600) }
+        _ = try auth.start(StartRequest(email: "v1@example.com", ip: "2001:db8:1:2::1"))
+        XCTAssertThrowsError(try auth.start(StartRequest(email: "v2@example.com", ip: "2001:db8:1:2:ffff::9")))
+        XCTAssertNoThrow(try auth.start(StartRequest(email: "v3@example.com", ip: "2001:db8:1:3::1")))
+    }
+
+    func testSessionIdleExpiryWritesAtMostOncePerInterval() throws {
+        auth = makeAuthenticator { $0.sessionIdleTTL = 100; $0.sessionTTL = 1_000 }
+        let login = try auth.callback(token: try startAndGetToken("gina@example.com"))
+        let writes = store.state.writes
+        time.advance(30)
+        let early = try auth.session(login.session)
+        XCTAssertEqual(early.idleExpiresAt, login.idleExpiresAt, "no write within the touch interval")
+        XCTAssertEqual(store.state.writes, writes)
+        time.advance(31)
+        let later = try auth.session(login.session)
+        XCTAssertEqual(later.idleExpiresAt, time.now() + 100)
+        XCTAssertEqual(store.state.writes, writes + 1)
+        time.advance(99)
+        XCTAssertNoThrow(try auth.session(login.session))
+        time.advance(101)
+        assertAuthError(.invalidSession, try auth.session(login.session))
+    }
+
+    func testSessionAbsoluteExpiryCapsIdleExpiry() throws {
+        auth = makeAuthenticator { $0.sessionIdleTTL = 100; $0.sessionTTL = 150; $0.sessionTouchInterval = 0 }
+        let login = try auth.callback(token: try startAndGetToken("hank@example.com"))
+        time.advance(90)
+        let info = try auth.session(login.session)
+        XCTAssertEqual(info.idleExpiresAt, info.expiresAt, "idle expiry never passes the absolute one")
+        time.advance(60)
+        assertAuthError(.invalidSession, try auth.session(login.session))
+    }
+
+    func testLogoutIsIdempotentAndLogoutAllCountsLiveSessions() throws {
+        let a = try auth.callback(token: try startAndGetToken("ivy@example.com"))
+        let b = try auth.callback(token: try startAndGetToken("ivy@example.com"))
+        let other = try auth.callback(token: try startAndGetToken("jack@example.com"))
+        try auth.logout(a.session)
+        try auth.logout(a.session)
+        try auth.logout("not-a-session")
+        assertAuthError(.invalidSession, try auth.session(a.session))
+        XCTAssertEqual(try auth.logoutAll(userID: b.user.id), 1)
+        assertAuthError(.invalidSession, try auth.session(b.session))
+        XCTAssertNoThrow(try auth.session(other.session))
+        XCTAssertEqual(try auth.logoutAll(userID: "nobody"), 0)
+    }
+
+    func testUserAgentIsClippedNotRefused() throws {
+        let long = String(repeating: "é", count: 1_000)
+        _ = try auth.start(StartRequest(email: "kim@example.com", userAgent: long))
+        let stored = try XCTUnwrap(store.state.tokens.values.first?.userAgent)
+        XCTAssertLessThanOrEqual(stored.utf8.count, 1_024)
+        XCTAssertEqual(stored.count, 512)
+    }
+}
+
+final class SecretTests: XCTestCase {
+    func testSecretsAre32BytesBase64URL() {
+        let secret = Secret.generate(using: SystemRandom())
+        XCTAssertEqual(secret.text.utf8.count, 43)
+        XCTAssertTrue(Secret.isWellFormed(secret.text))
+        XCTAssertNotEqual(secret.text, Secret.generate(using: SystemRandom()).text)
+        XCTAssertEqual(secret.hash.count, 32)
+        XCTAssertFalse(Secret.isWellFormed(secret.text + "A"))
+        XCTAssertFalse(Secret.isWellFormed(String(secret.text.dropLast()) + "+"))
+    }
+
+    func testBase64URLKnownAnswers() {
+        XCTAssertEqual(Base64URL.encode([]), "")
+        XCTAssertEqual(Base64URL.encode(Array("f".utf8)), "Zg")
+        XCTAssertEqual(Base64URL.encode(Array("fo".utf8)), "Zm8")
+        XCTAssertEqual(Base64URL.encode(Array("foo".utf8)), "Zm9v")
+        XCTAssertEqual(Base64URL.encode([0xFB, 0xFF, 0xBF]), "-_-_")
+    }
+
+    func testHashIsSHA256OfTheText() {
+        // sha256("abc")
+        XCTAssertEqual(hex(Secret.hash(of: "abc")), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        XCTAssertEqual(Secret.logHandle(of: "abc"), "ba7816bf")
+    }
+
+    func testSystemRandomIsNotConstant() {
+        let a = SystemRandom().bytes(32), b = SystemRandom().bytes(32)
+        XCTAssertNotEqual(a, b)
+        XCTAssertEqual(a.count, 32)
+    }
+
+    func testSealerRejectsWrongKey() throws {
+        let one = TokenSealer(keyBytes: [UInt8](repeating: 1, count: 32))!
+        let two = TokenSealer(keyBytes: [UInt8](repeating: 2, count: 32))!
+        let sealed = try one.seal("token", messageID: "m@x")
+        XCTAssertEqual(one.open(sealed, messageID: "m@x"), "token")
+        XCTAssertNil(two.open(sealed, messageID: "m@x"))
+        XCTAssertNil(TokenSealer(keyBytes: [1, 2, 3]))
+    }
+}
+
+extension Array where Element == UInt8 {
+    func containsSubsequence(_ needle: [UInt8]) -> Bool {
+        guard !needle.isEmpty, needle.count <= count else { return false }
+        for start in 0...(count - needle.count) where self[start..<(start + needle.count)].elementsEqual(needle) { return true }
+        return false
+    }
+}
