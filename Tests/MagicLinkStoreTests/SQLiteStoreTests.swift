@@ -1,0 +1,147 @@
+import Foundation
+import MagicLinkCore
+@testable import MagicLinkStore
+import XCTest
+
+final class SQLiteStoreTests: XCTestCase {
+    var directory: URL!
+    var path: String { directory.appendingPathComponent("test.sqlite").path }
+
+    override func setUpWithError() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("magiclinkd-store-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    func makeAuthenticator(_ store: SQLiteStore, time: any TimeSource = SystemTime()) -> (Authenticator, TokenSealer) {
+        let sealer = TokenSealer(keyBytes: [UInt8](repeating: 9, count: 32))!
+        let policy = AuthPolicy(callbackURL: "https://app.example.com/cb", redirects: try! RedirectPolicy(allowedOrigins: []))
+        return (Authenticator(policy: policy, store: store, sealer: sealer, time: time), sealer)
+    }
+
+    func testMigrationsRunOnceAndFilesArePrivate() throws {
+        let store = try SQLiteStore(path: path)
+        XCTAssertEqual(try store.appliedMigrations(), Migrations.all.map(\.name))
+        let reopened = try SQLiteStore(path: path)
+        XCTAssertEqual(try reopened.appliedMigrations(), Migrations.all.map(\.name))
+        let mode = try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? NSNumber
+        XCTAssertEqual(mode?.uint16Value, 0o600)
+        let journal = try Connection(path: path).queryFirst("PRAGMA journal_mode") { $0.text(0) }
+        XCTAssertEqual(journal, "wal")
+    }
+
+    func testRefusesDatabaseFromNewerVersion() throws {
+        _ = try SQLiteStore(path: path)
+        try Connection(path: path).run("INSERT INTO schema_migrations (name, applied_at) VALUES ('9999-from-the-future', 0)")
+        XCTAssertThrowsError(try SQLiteStore(path: path)) { error in
+            guard case StoreError.newerSchema(let name)? = error as? StoreError else { return XCTFail("\(error)") }
+            XCTAssertEqual(name, "9999-from-the-future")
+        }
+    }
+
+    func testFullLoginRoundTripAndNoSecretsAtRest() throws {
+        let store = try SQLiteStore(path: path)
+        let (auth, sealer) = makeAuthenticator(store)
+        _ = try auth.start(StartRequest(email: "zoe@example.com", ip: "192.0.2.4"))
+        let claimed = try store.claimDueMail(now: SystemTime().now(), limit: 10)
+        XCTAssertEqual(claimed.count, 1)
+        let token = try XCTUnwrap(sealer.open(claimed[0].sealedToken, messageID: claimed[0].messageID))
+        let login = try auth.callback(token: token)
+        XCTAssertEqual(try auth.session(login.session).user.id, login.user.id)
+        try store.finishMail(messageID: claimed[0].messageID, outcome: .sent, now: SystemTime().now())
+        store.checkpoint()
+
+        for file in [path, path + "-wal"] {
+            guard let bytes = FileManager.default.contents(atPath: file) else { continue }
+            for secret in [token, login.session] {
+                XCTAssertNil(bytes.range(of: Data(secret.utf8)), "\(file) must not hold a secret")
+            }
+        }
+        let sessions = try Connection(path: path).queryFirst("SELECT count(*) FROM sessions WHERE id_hash = ?", [.blob(Secret.hash(of: login.session))]) { $0.int64(0) }
+        XCTAssertEqual(sessions, 1, "the session is stored as its SHA-256")
+        let sealedLeft = try Connection(path: path).queryFirst("SELECT count(*) FROM mail_queue WHERE sealed_token IS NOT NULL") { $0.int64(0) }
+        XCTAssertEqual(sealedLeft, 0, "sent mail drops its sealed token")
+    }
+
+    func testConcurrentCallbacksWithOneTokenMakeExactlyOneSession() throws {
+        let store = try SQLiteStore(path: path)
+        let (auth, sealer) = makeAuthenticator(store)
+        _ = try auth.start(StartRequest(email: "race@example.com"))
+        let mail = try XCTUnwrap(store.claimDueMail(now: SystemTime().now(), limit: 1).first)
+        let token = try XCTUnwrap(sealer.open(mail.sealedToken, messageID: mail.messageID))
+
+        let results = Results()
+        DispatchQueue.concurrentPerform(iterations: 32) { _ in
+            do {
+                _ = try auth.callback(token: token)
+                results.add("ok")
+            } catch let error as AuthError {
+                results.add("\(error)")
+            } catch {
+                results.add("other: \(error)")
+            }
+        }
+        XCTAssertEqual(results.all.filter { $0 == "ok" }.count, 1, "\(results.all)")
+        XCTAssertEqual(results.all.filter { $0 == "invalidToken(MagicLinkCore.AuthError.TokenRejection.used)" }.count, 31, "\(results.all)")
+        XCTAssertEqual(try Connection(path: path).queryFirst("SELECT count(*) FROM sessions") { $0.int64(0) }, 1)
+    }
+
+    func testMailQueueClaimReleaseRetryAndExpiry() throws {
+        let store = try SQLiteStore(path: path)
+        let (auth, _) = makeAuthenticator(store)
+        let now = SystemTime().now()
+        _ = try auth.start(StartRequest(email: "q1@example.com"))
+        _ = try auth.start(StartRequest(email: "q2@example.com"))
+        let first = try store.claimDueMail(now: now, limit: 1)
+        XCTAssertEqual(first.count, 1)
+        XCTAssertEqual(first[0].attempts, 1)
+        // A crash leaves it claimed; the next process hands it back.
+        XCTAssertEqual(try store.releaseClaimedMail(), 1)
+        let both = try store.claimDueMail(now: now, limit: 10)
+        XCTAssertEqual(both.count, 2)
+        XCTAssertTrue(try store.claimDueMail(now: now, limit: 10).isEmpty, "claimed mail is not claimed twice")
+
+        try store.finishMail(messageID: both[0].messageID, outcome: .retry(at: now + 30, reason: "451 try later"), now: now)
+        try store.finishMail(messageID: both[1].messageID, outcome: .expired, now: now)
+        XCTAssertTrue(try store.claimDueMail(now: now + 29, limit: 10).isEmpty, "not due yet")
+        XCTAssertEqual(try store.nextMailDue(), now + 30)
+        let retried = try store.claimDueMail(now: now + 30, limit: 10)
+        XCTAssertEqual(retried.map(\.messageID), [both[0].messageID])
+        XCTAssertEqual(retried[0].attempts, 3)
+        XCTAssertEqual(try store.mailCounts(), ["sending": 1, "expired": 1])
+    }
+
+    func testPurgeRemovesDeadRowsOnly() throws {
+        let store = try SQLiteStore(path: path)
+        let time = Clock(1_800_000_000)
+        let (auth, sealer) = makeAuthenticator(store, time: time)
+        _ = try auth.start(StartRequest(email: "p@example.com", ip: "192.0.2.9"))
+        let mail = try XCTUnwrap(store.claimDueMail(now: time.now(), limit: 1).first)
+        let login = try auth.callback(token: try XCTUnwrap(sealer.open(mail.sealedToken, messageID: mail.messageID)))
+        XCTAssertEqual(try store.purge(now: time.now(), rateWindow: 3_600), 0)
+        time.value += 8 * 86_400  // past idle expiry (7 days) and a day past token expiry
+        XCTAssertEqual(try store.purge(now: time.now(), rateWindow: 3_600), 4)  // session, token, 2 rate events
+        XCTAssertThrowsError(try auth.session(login.session))
+    }
+}
+
+final class Results: @unchecked Sendable {
+    private let lock = NSLock()
+    private var items: [String] = []
+    func add(_ item: String) { lock.withLock { items.append(item) } }
+    var all: [String] { lock.withLock { items } }
+}
+
+final class Clock: TimeSource, @unchecked Sendable {
+    private let lock = NSLock()
+    private var current: Int64
+    init(_ start: Int64) { current = start }
+    var value: Int64 {
+        get { lock.withLock { current } }
+        set { lock.withLock { current = newValue } }
+    }
+    func now() -> Int64 { value }
+}
