@@ -54,6 +54,8 @@ public func buildApplication(configuration: Configuration, logger: Logger,
                              time: any TimeSource = SystemTime(), random: any RandomSource = SystemRandom()) throws -> Application {
     // Files we create (database, key, WAL) are private; the socket is widened explicitly.
     umask(0o077)
+    // Refuse early (before touching the database) when the socket path is taken.
+    try prepareSocketPath(configuration.socket)
 
     let store = try SQLiteStore(path: configuration.database, now: time.now())
     let keyBytes = try loadOrCreateKey(at: configuration.effectiveKeyFile, random: random)

@@ -33,16 +33,20 @@ final class MailWakeup: Sendable {
             try? await Task.sleep(for: timeout)
             self?.signal()
         }
-        await withCheckedContinuation { continuation in
-            let resumeNow = state.withLockedValue { state -> Bool in
-                if state.pending {
-                    state.pending = false
-                    return true
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let resumeNow = state.withLockedValue { state -> Bool in
+                    if state.pending {
+                        state.pending = false
+                        return true
+                    }
+                    state.waiter = continuation
+                    return false
                 }
-                state.waiter = continuation
-                return false
+                if resumeNow { continuation.resume() }
             }
-            if resumeNow { continuation.resume() }
+        } onCancel: {
+            signal()
         }
         timer.cancel()
     }
@@ -88,10 +92,12 @@ final class MailDeliveryService: Service, Sendable {
         }
         let stopping = NIOLockedValueBox(false)
         await withGracefulShutdownHandler {
-            while !stopping.withLockedValue({ $0 }) {
+            while !stopping.withLockedValue({ $0 }) && !Task.isCancelled {
                 let delivered: Int
                 do {
                     delivered = try await blockingPool.runIfActive { try self.deliverDueBatch() }
+                } catch is CancellationError {
+                    return
                 } catch {
                     logger.error("mail queue unavailable", metadata: ["error": "\(error)"])
                     delivered = 0
@@ -184,6 +190,8 @@ final class MaintenanceService: Service, Sendable {
                 let now = time.now()
                 let removed = try await blockingPool.runIfActive { try self.store.purge(now: now, rateWindow: self.rateWindow) }
                 if removed > 0 { logger.debug("purged expired rows", metadata: ["rows": "\(removed)"]) }
+            } catch is CancellationError {
+                return
             } catch {
                 logger.warning("purge failed", metadata: ["error": "\(error)"])
             }
