@@ -18,7 +18,12 @@ let package = Package(
     ],
     targets: [
         // The system libsqlite3, seen through a module map and a small shim header.
-        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
+        .systemLibrary(
+            name: "CSQLite",
+            path: "Sources/CSQLite",
+            pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"])]
+        ),
 
         // Wire protocol: strict JSON, request/response envelopes, error codes. No NIO, no I/O.
         .target(name: "MagicLinkProtocol"),
@@ -32,11 +37,8 @@ let package = Package(
         // The only module that touches SQLite.
         .target(name: "MagicLinkStore", dependencies: ["CSQLite", "MagicLinkCore"]),
 
-        // Message building (RFC 5322 / MIME) and development transports.
-        .target(
-            name: "MagicLinkMail",
-            dependencies: ["MagicLinkCore"]
-        ),
+        // Message building (RFC 5322 / MIME), Maildir, transports, the login mail's words.
+        .target(name: "MagicLinkMail"),
 
         // Socket server, dispatch, configuration, services.
         .target(
@@ -45,6 +47,7 @@ let package = Package(
                 "MagicLinkProtocol", "MagicLinkCore", "MagicLinkStore", "MagicLinkMail",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -58,13 +61,14 @@ let package = Package(
             dependencies: [
                 "MagicLinkServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
 
         .testTarget(name: "MagicLinkProtocolTests", dependencies: ["MagicLinkProtocol"]),
         .testTarget(name: "MagicLinkCoreTests", dependencies: ["MagicLinkCore"]),
         .testTarget(name: "MagicLinkStoreTests", dependencies: ["MagicLinkStore", "MagicLinkCore"]),
-        .testTarget(name: "MagicLinkMailTests", dependencies: ["MagicLinkMail", "MagicLinkCore"]),
+        .testTarget(name: "MagicLinkMailTests", dependencies: ["MagicLinkMail"]),
         .testTarget(name: "MagicLinkServerTests", dependencies: ["MagicLinkServer", "MagicLinkProtocol", "MagicLinkCore", "MagicLinkStore"]),
     ]
 )
