@@ -24,7 +24,6 @@ import re
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import tempfile
 import time
@@ -738,13 +737,22 @@ def daemon_factory():
         pytest.fail("daemon teardown failed:\n" + "\n".join(errors))
 
 
+def serve_daemon(env: dict | None = None, **kw):
+    """Generator for fixtures: a started daemon, stopped (exit 0 checked) and cleaned up after,
+    also when it failed to start."""
+    d = Daemon(env, **kw)
+    try:
+        d.start()
+        yield d
+    finally:
+        d.close()
+
+
 @pytest.fixture(scope="module")
 def daemon():
     """Module-scoped daemon with the default test configuration (callback
     https://app.example.com/auth/callback, redirects allowed to https://app.example.com)."""
-    d = Daemon().start()
-    yield d
-    d.close()
+    yield from serve_daemon()
 
 
 @pytest.fixture

@@ -15,9 +15,7 @@ connection and the sweep reconnects.
 
 import json
 
-import pytest
-
-from conftest import SHARED_DIR, ok, err
+from conftest import SHARED_DIR, ok
 
 SUITE_DIR = SHARED_DIR / "conformance" / "JSONTestSuite" / "test_parsing"
 

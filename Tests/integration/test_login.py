@@ -12,7 +12,6 @@ import pytest
 from conftest import (
     B64URL43_RE,
     DEFAULT_CALLBACK_URL,
-    Client,
     err,
     html_part,
     ok,
@@ -100,6 +99,17 @@ def test_mail_format(daemon, client):
     assert token in text_part(msg)
     assert token in html_part(msg)
     assert f"{DEFAULT_CALLBACK_URL}?token={token}" in text_part(msg)
+
+
+def test_configured_mail_from(daemon_factory):
+    d = daemon_factory({"MAGICLINKD_MAIL_FROM": "Example Login <login@example.org>", "MAGICLINKD_APP_NAME": "Example"})
+    addr = unique_email("from")
+    ok(d.call("start", {"email": addr}))
+    msg, token = d.wait_for_mail(addr)
+    sender = msg["From"].addresses
+    assert len(sender) == 1 and sender[0].addr_spec == "login@example.org", msg["From"]
+    assert sender[0].display_name == "Example Login", msg["From"]
+    ok(d.call("callback", {"token": token}))
 
 
 def test_link_base_is_the_callback_url(daemon, client):

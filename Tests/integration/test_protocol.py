@@ -2,12 +2,11 @@
 
 import json
 import re
-import socket
 import time
 
 import pytest
 
-from conftest import ABSENT, ALL_OPS, Client, Daemon, err, ok
+from conftest import ABSENT, ALL_OPS, Client, serve_daemon, err, ok
 
 
 def line(obj) -> bytes:
@@ -340,9 +339,7 @@ LIMIT = 1024
 
 @pytest.fixture(scope="module")
 def small_daemon():
-    d = Daemon({"MAGICLINKD_MAX_LINE_BYTES": str(LIMIT)}).start()
-    yield d
-    d.close()
+    yield from serve_daemon({"MAGICLINKD_MAX_LINE_BYTES": str(LIMIT)})
 
 
 def padded_hello(total_len: int, rid="pad") -> bytes:

@@ -2,7 +2,6 @@
 
 import os
 import re
-import socket
 import sqlite3
 import stat
 import time
@@ -12,10 +11,7 @@ import pytest
 from conftest import (
     DEFAULT_CALLBACK_URL,
     Client,
-    Daemon,
     b64url_decode,
-    binary_path,
-    clean_env,
     err,
     make_tempdir,
     ok,
@@ -178,6 +174,28 @@ def test_second_instance_refused_while_first_serves(daemon_factory):
     assert stat.S_ISSOCK(os.stat(first.socket_path).st_mode)
     ok(first.call("hello"))
     first.login(unique_email("first"))
+
+
+def test_sigterm_with_open_connections_exits_0(daemon_factory):
+    d = daemon_factory()
+    idle = [d.client() for _ in range(3)]
+    busy = d.client()
+    try:
+        ok(idle[0].call("hello"))
+        busy.send(b'{"op":"hel')  # a request cut in the middle
+        t0 = time.monotonic()
+        d.stop()  # asserts exit status 0 within 10 s
+        assert time.monotonic() - t0 < 10
+    finally:
+        for c in idle + [busy]:
+            c.close()
+
+
+def test_restart_after_sigterm_on_same_socket_path(daemon_factory):
+    d = daemon_factory()
+    d.stop()
+    d.start()
+    ok(d.call("hello"))
 
 
 # ------------------------------------------------------------------------------------ CLI

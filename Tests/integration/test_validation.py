@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from conftest import Daemon, err, ok, raw_header, recipient, unique_email
+from conftest import serve_daemon, err, ok, raw_header, recipient, unique_email
 
 
 def u() -> str:
@@ -260,9 +260,7 @@ EMAIL_MAX = 2
 
 @pytest.fixture(scope="module")
 def limited():
-    d = Daemon({"MAGICLINKD_RATE_LIMIT_IP_MAX": str(IP_MAX), "MAGICLINKD_RATE_LIMIT_EMAIL_MAX": str(EMAIL_MAX)}).start()
-    yield d
-    d.close()
+    yield from serve_daemon({"MAGICLINKD_RATE_LIMIT_IP_MAX": str(IP_MAX), "MAGICLINKD_RATE_LIMIT_EMAIL_MAX": str(EMAIL_MAX)})
 
 
 def assert_rate_limited(reply, window):
@@ -346,6 +344,28 @@ def test_without_ip_only_per_address_applies(limited):
             ok(c.call("start", {"email": a}))
         for a in addrs:
             limited.wait_for_mail(a)
+
+
+def test_rate_limit_window_slides_and_retry_after_is_accurate(daemon_factory):
+    window = 3
+    d = daemon_factory({"MAGICLINKD_RATE_LIMIT_EMAIL_MAX": "1", "MAGICLINKD_RATE_LIMIT_EMAIL_WINDOW": str(window),
+                        "MAGICLINKD_RATE_LIMIT_IP_MAX": "1", "MAGICLINKD_RATE_LIMIT_IP_WINDOW": "3600"})
+    addr = unique_email("slide")
+    with d.client() as c:
+        ok(c.call("start", {"email": addr}))
+        reply = c.call("start", {"email": addr})
+        assert_rate_limited(reply, window)
+        retry = reply["error"]["details"]["retry_after_s"]
+        # the per-ip limit: retry_after_s is the time until one more is accepted (about the window)
+        ok(c.call("start", {"email": unique_email("slide"), "ip": "192.0.2.77"}))
+        reply = c.call("start", {"email": unique_email("slide"), "ip": "192.0.2.77"})
+        assert_rate_limited(reply, 3600)
+        assert reply["error"]["details"]["retry_after_s"] >= 3600 - 60, reply
+        # after retry_after_s, one more start for the address is accepted
+        time.sleep(retry + 0.5)
+        ok(c.call("start", {"email": addr}))
+        d.wait_for_mail(addr)
+        d.wait_for_mail(addr)
 
 
 def test_rate_limited_refusal_does_not_invalidate_older_link(limited):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PROTOCOL_DIR, Daemon, parse_reply_line
+from conftest import PROTOCOL_DIR, serve_daemon, parse_reply_line
 
 VECTORS_DIR = PROTOCOL_DIR / "vectors"
 SCHEMAS_DIR = PROTOCOL_DIR / "schemas"
@@ -173,9 +173,7 @@ def check_expectation(expect: dict, reply: dict):
 
 @pytest.fixture(scope="module")
 def vector_daemon():
-    d = Daemon({"MAGICLINKD_CALLBACK_URL": CALLBACK_URL, "MAGICLINKD_ALLOWED_REDIRECT_ORIGINS": ALLOWED_ORIGINS}).start()
-    yield d
-    d.close()
+    yield from serve_daemon({"MAGICLINKD_CALLBACK_URL": CALLBACK_URL, "MAGICLINKD_ALLOWED_REDIRECT_ORIGINS": ALLOWED_ORIGINS})
 
 
 @pytest.mark.parametrize("file, case, problem", PARAMS)
