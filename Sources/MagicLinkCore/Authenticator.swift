@@ -156,8 +156,8 @@ public struct Authenticator: Sendable {
     /// Consumes the token and opens a session in one transaction: of concurrent callers with the
     /// same token exactly one gets a session.
     public func callback(token: String, ip: String? = nil, userAgent: String? = nil) throws -> LoginResult {
-        guard Secret.isWellFormed(token) else { throw AuthError.invalidToken(.unknown) }
         if let ip { _ = try Self.rateKey(forIP: ip) }
+        guard Secret.isWellFormed(token) else { throw AuthError.invalidToken(.unknown) }
         let tokenHash = Secret.hash(of: token)
         let now = time.now()
         let session = Secret.generate(using: random)

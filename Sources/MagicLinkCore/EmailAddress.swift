@@ -34,7 +34,15 @@ public struct EmailAddress: Sendable, Hashable, CustomStringConvertible {
     public var address: String { localPart + "@" + domain }
 
     /// The lower-cased address, for matching users and rate limits case-insensitively.
-    public var matchKey: String { localPart.lowercased() + "@" + domain }
+    ///
+    /// Only ASCII A–Z fold. Full Unicode case mapping would let a different mailbox share an
+    /// account: U+212A KELVIN SIGN lower-cases to an ASCII "k", so "\u{212A}im@x" would sign in as
+    /// "kim@x". Non-ASCII local parts therefore match exactly as typed.
+    public var matchKey: String { Self.asciiLowercased(localPart) + "@" + domain }
+
+    static func asciiLowercased(_ text: String) -> String {
+        String(decoding: text.utf8.map { (0x41...0x5A).contains($0) ? $0 | 0x20 : $0 }, as: UTF8.self)
+    }
 
     /// For logs: the first character of the local part, "***@", and the domain, e.g. "a***@example.com".
     public var masked: String {
@@ -165,6 +173,13 @@ public struct EmailAddress: Sendable, Hashable, CustomStringConvertible {
     /// No NFC normalization: see the note at the top of this file.
     static func canonicalDomain(_ raw: String) throws(EmailAddressError) -> String {
         if raw.isEmpty { throw EmailAddressError(reason: "the domain (after @) is empty") }
+        // A non-ASCII character that lower-cases into ASCII (U+212A KELVIN SIGN → "k") is a
+        // compatibility form: refused, never mapped onto someone else's domain.
+        for scalar in raw.unicodeScalars where !scalar.isASCII {
+            if scalar.properties.lowercaseMapping.unicodeScalars.contains(where: \.isASCII) {
+                throw EmailAddressError(reason: "the domain holds a compatibility character that looks like an ASCII letter")
+            }
+        }
         let lowered = raw.lowercased()
 
         var labels: [[Unicode.Scalar]] = [[]]

@@ -25,8 +25,9 @@ public enum Envelope {
         public var error: WireError
     }
 
-    /// Decodes one line (without its line feed; a trailing CR is tolerated).
-    public static func decode(_ line: UnsafeRawBufferPointer) -> Result<Request, DecodeFailure> {
+    /// Decodes one line (without its line feed; a trailing CR is tolerated). `knownOps` decides
+    /// between `unknown_op` and looking at `params` (the op is checked first).
+    public static func decode(_ line: UnsafeRawBufferPointer, knownOps: Set<String>) -> Result<Request, DecodeFailure> {
         var bytes = line
         if let last = bytes.last, last == UInt8(ascii: "\r") {
             bytes = UnsafeRawBufferPointer(rebasing: bytes.dropLast())
@@ -56,6 +57,9 @@ public enum Envelope {
 
         guard case .string(let op)? = object["op"] else {
             return .failure(DecodeFailure(id: id, error: .invalidField("op", object["op"] == nil ? "is required." : "must be a string.")))
+        }
+        guard knownOps.contains(op) else {
+            return .failure(DecodeFailure(id: id, error: WireError(.unknownOp, "Unknown op.", details: ["op": .string(op)])))
         }
 
         let params: JSONObject

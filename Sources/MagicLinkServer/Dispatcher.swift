@@ -8,6 +8,7 @@ import NIOPosix
 /// task; everything that touches the database runs on `blockingPool`, never on an event loop.
 final class Dispatcher: Sendable {
     static let ops = ["hello", "start", "callback", "session", "logout", "logout_all"]
+    static let knownOps = Set(ops)
 
     let authenticator: Authenticator
     let blockingPool: NIOThreadPool
@@ -26,7 +27,7 @@ final class Dispatcher: Sendable {
     /// The reply (with its line feed) to one request line.
     func reply(to line: ByteBuffer) async -> [UInt8] {
         let request: Request
-        switch line.withUnsafeReadableBytes({ Envelope.decode($0) }) {
+        switch line.withUnsafeReadableBytes({ Envelope.decode($0, knownOps: Self.knownOps) }) {
         case .success(let decoded):
             request = decoded
         case .failure(let failure):
@@ -125,7 +126,7 @@ final class Dispatcher: Sendable {
             return ["revoked": .integer(Int64(revoked))]
 
         default:
-            throw WireError(.unknownOp, "Unknown op.", details: ["op": .string(String(request.op.prefix(64)))])
+            throw WireError(.unknownOp, "Unknown op.", details: ["op": .string(request.op)])
         }
     }
 

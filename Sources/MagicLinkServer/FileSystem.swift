@@ -47,8 +47,8 @@ func loadOrCreateKey(at path: String, random: some RandomSource) throws -> [UInt
         return bytes
     }
     let key = random.bytes(TokenSealer.keyByteCount)
-    let temporary = path + ".tmp"
-    unlink(temporary)
+    // A name of our own, so two first starts at once cannot write into each other's file.
+    let temporary = path + ".tmp." + hex(random.bytes(8))
     let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
     guard fd >= 0 else { throw SystemCallError(operation: "create", path: temporary, code: errno) }
     let written = key.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
@@ -66,7 +66,22 @@ func loadOrCreateKey(at path: String, random: some RandomSource) throws -> [UInt
         throw SystemCallError(operation: "link", path: path, code: code)
     }
     unlink(temporary)
+    syncDirectory(containing: path)
     return key
+}
+
+/// fsync of the directory, so a newly linked file survives a power loss.
+func syncDirectory(containing path: String) {
+    let directory: String
+    if let slash = path.lastIndex(of: "/") {
+        directory = slash == path.startIndex ? "/" : String(path[..<slash])
+    } else {
+        directory = "."
+    }
+    let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    guard fd >= 0 else { return }
+    fsync(fd)
+    close(fd)
 }
 
 struct KeyFileError: Error, CustomStringConvertible {

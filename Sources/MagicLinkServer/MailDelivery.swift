@@ -93,14 +93,19 @@ final class MailDeliveryService: Service, Sendable {
         let stopping = NIOLockedValueBox(false)
         await withGracefulShutdownHandler {
             while !stopping.withLockedValue({ $0 }) && !Task.isCancelled {
-                let delivered: Int
+                var delivered = 0
                 do {
-                    delivered = try await blockingPool.runIfActive { try self.deliverDueBatch() }
+                    let batch = try await blockingPool.runIfActive { try self.deliverDueBatch() }
+                    delivered = batch.handled
+                    if batch.unrecorded > 0 {
+                        // Outcomes we could not write stay claimed; hand them back so they are not
+                        // stuck until the next restart (delivery is at least once).
+                        _ = try await blockingPool.runIfActive { try self.store.releaseClaimedMail() }
+                    }
                 } catch is CancellationError {
                     return
                 } catch {
                     logger.error("mail queue unavailable", metadata: ["error": "\(error)"])
-                    delivered = 0
                 }
                 if delivered == 0 { await wakeup.wait(upTo: pollInterval) }
             }
@@ -110,14 +115,20 @@ final class MailDeliveryService: Service, Sendable {
         }
     }
 
-    /// Claims and delivers one batch; returns how many messages it handled. Blocking.
-    func deliverDueBatch(limit: Int = 16) throws -> Int {
+    /// Claims and delivers one batch. Blocking. One message's failure never holds up the others.
+    func deliverDueBatch(limit: Int = 16) throws -> (handled: Int, unrecorded: Int) {
         let batch = try store.claimDueMail(now: time.now(), limit: limit)
+        var unrecorded = 0
         for mail in batch {
             let outcome = deliver(mail)
-            try store.finishMail(messageID: mail.messageID, outcome: outcome, now: time.now())
+            do {
+                try store.finishMail(messageID: mail.messageID, outcome: outcome, now: time.now())
+            } catch {
+                unrecorded += 1
+                logger.error("cannot record a mail outcome", metadata: ["message_id": "\(mail.messageID)", "error": "\(error)"])
+            }
         }
-        return batch.count
+        return (batch.count, unrecorded)
     }
 
     private func deliver(_ mail: QueuedMail) -> SQLiteStore.MailOutcome {
@@ -131,6 +142,11 @@ final class MailDeliveryService: Service, Sendable {
         guard let token = sealer.open(mail.sealedToken, messageID: mail.messageID) else {
             logger.error("cannot open the sealed token (was the key file replaced?)", metadata: metadata.merging(["event": "mail_failed"]) { $1 })
             return .failedPermanently(reason: "sealed token does not open with the current key")
+        }
+        // A newer start replaced this link (or it was used): sending it would only confuse.
+        if let live = try? store.isTokenLive(hash: Secret.hash(of: token), now: now), !live {
+            logger.notice("mail for a replaced link not sent", metadata: metadata.merging(["event": "mail_expired"]) { $1 })
+            return .expired
         }
         let content = LoginMailContent(appName: appName, link: policy.link(for: token),
                                        minutesValid: max(1, (mail.expiresAt - mail.createdAt + 59) / 60))

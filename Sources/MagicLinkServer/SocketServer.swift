@@ -1,4 +1,5 @@
 import Logging
+import MagicLinkProtocol
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOExtras
@@ -50,6 +51,8 @@ final class SocketServer: Service, Sendable {
         let maxLine = dispatcher.maxLineBytes
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
+            // A client may shut down its sending side after its last request and still read the replies.
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
             .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: false) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     // The buffer limit cuts off a line that never ends; `serve` checks each
@@ -59,11 +62,16 @@ final class SocketServer: Service, Sendable {
                     return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
                 }
             }
-        defer { removeSocketFile() }
-        guard chmod(path, mode_t(mode)) == 0 else {
+        // The file we bound, so that we never chmod or unlink something else put in its place
+        // (a symlink, or the socket of a newer instance that started while we drain).
+        var bound = stat()
+        guard lstat(path, &bound) == 0, bound.st_mode & S_IFMT == S_IFSOCK, chmod(path, mode_t(mode)) == 0 else {
+            let code = errno
             try? await server.channel.close()
-            throw SystemCallError(operation: "chmod", path: path, code: errno)
+            throw SystemCallError(operation: "chmod", path: path, code: code)
         }
+        let identity = (device: bound.st_dev, inode: bound.st_ino)
+        defer { removeSocketFile(identity) }
         logger.info("listening", metadata: ["socket": "\(path)", "mode": "\(String(mode, radix: 8))"])
         isReady.withLockedValue { $0 = true }
         for waiter in ready.withLockedValue({ w -> [CheckedContinuation<Void, Never>] in defer { w = [] }; return w }) {
@@ -83,6 +91,7 @@ final class SocketServer: Service, Sendable {
             }
         } onGracefulShutdown: {
             self.logger.info("shutting down: no longer accepting connections")
+            self.removeSocketFile(identity)
             server.channel.close(promise: nil)
         }
     }
@@ -105,7 +114,12 @@ final class SocketServer: Service, Sendable {
             try await connection.executeThenClose { inbound, outbound in
                 do {
                     for try await line in inbound {
-                        guard connections.markBusy(id) else { return }
+                        guard connections.markBusy(id) else {
+                            // Read but not started when shutdown began: say so, then close.
+                            let reply = Envelope.failure(id: .null, error: WireError(.unavailable, "The daemon is shutting down; try again shortly."))
+                            try await outbound.write(ByteBuffer(bytes: reply))
+                            return
+                        }
                         if line.readableBytes > dispatcher.maxLineBytes {
                             try await outbound.write(ByteBuffer(bytes: dispatcher.tooLargeReply()))
                             return
@@ -120,6 +134,8 @@ final class SocketServer: Service, Sendable {
                     }
                 } catch is ByteToMessageDecoderError.PayloadTooLargeError {
                     try await outbound.write(ByteBuffer(bytes: dispatcher.tooLargeReply()))
+                } catch is NIOExtrasErrors.LeftOverBytesError {
+                    // The client closed after an unterminated line: not a request (section 1).
                 }
             }
         } catch {
@@ -127,9 +143,11 @@ final class SocketServer: Service, Sendable {
         }
     }
 
-    private func removeSocketFile() {
+    /// Removes the socket file if it is still the one this server bound.
+    private func removeSocketFile(_ identity: (device: dev_t, inode: ino_t)) {
         var info = stat()
-        if lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFSOCK {
+        if lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFSOCK,
+           info.st_dev == identity.device, info.st_ino == identity.inode {
             unlink(path)
         }
     }

@@ -13,7 +13,8 @@ public struct SQLiteError: Error, CustomStringConvertible {
     public var isTransient: Bool {
         let primary = code & 0xFF
         return primary == SQLITE_BUSY || primary == SQLITE_LOCKED || primary == SQLITE_FULL
-            || primary == SQLITE_IOERR
+            || primary == SQLITE_IOERR || primary == SQLITE_CANTOPEN || primary == SQLITE_PROTOCOL
+            || primary == SQLITE_NOMEM
     }
 
     public var description: String { "SQLite error \(code) (\(message)) in \(context)" }
@@ -76,7 +77,15 @@ final class Connection {
             switch value {
             case .null: rc = sqlite3_bind_null(stmt, index)
             case .integer(let v): rc = sqlite3_bind_int64(stmt, index, v)
-            case .text(let v): rc = sqlite3_bind_text(stmt, index, v, -1, csqlite_transient())
+            case .text(let v):
+                // An explicit length: a NUL inside the string must not cut it short.
+                var bytes = Array(v.utf8)
+                bytes.append(0)
+                rc = bytes.withUnsafeBufferPointer { buffer in
+                    buffer.withMemoryRebound(to: CChar.self) {
+                        sqlite3_bind_text(stmt, index, $0.baseAddress, Int32(buffer.count - 1), csqlite_transient())
+                    }
+                }
             case .blob(let v):
                 rc = v.withUnsafeBytes { sqlite3_bind_blob(stmt, index, $0.baseAddress, Int32($0.count), csqlite_transient()) }
             }

@@ -120,6 +120,15 @@ public final class SQLiteStore: AuthStore, @unchecked Sendable {
         }
     }
 
+    /// Whether the login token with this hash can still be used: not consumed, not replaced by a
+    /// newer `start`, not expired. Mail for a dead link is not worth sending.
+    public func isTokenLive(hash: [UInt8], now: Int64) throws -> Bool {
+        try read { tx in
+            guard let token = try tx.token(hash: hash) else { return false }
+            return token.usedAt == nil && token.supersededAt == nil && now < token.expiresAt
+        }
+    }
+
     /// The earliest time a queued message becomes due, if any.
     public func nextMailDue() throws -> Int64? {
         try writeRaw { try $0.queryFirst("SELECT min(next_attempt_at) FROM mail_queue WHERE state = 'queued'") { $0.optionalInt64(0) } ?? nil }
@@ -135,7 +144,7 @@ public final class SQLiteStore: AuthStore, @unchecked Sendable {
 
     /// Records what became of a claimed message. Finished messages lose their sealed token.
     public func finishMail(messageID: String, outcome: MailOutcome, now: Int64) throws {
-        try writeRaw { connection in
+        _ = try writeRaw { connection in
             switch outcome {
             case .sent:
                 try connection.run("UPDATE mail_queue SET state = 'sent', finished_at = ?2, sealed_token = NULL, last_error = NULL WHERE message_id = ?1",

@@ -100,10 +100,22 @@ final class EmailAddressTests: XCTestCase {
         let keys = try ["Alice@Example.com", "alice@example.com", "ALICE@EXAMPLE.COM", "aLiCe@ExAmPlE.cOm"]
             .map { try EmailAddress(parsing: $0).matchKey }
         XCTAssertEqual(Set(keys), ["alice@example.com"])
-        XCTAssertEqual(try EmailAddress(parsing: "Ünïcödé@BÜCHER.de").matchKey, "ünïcödé@xn--bcher-kva.de")
+        // Only ASCII folds: non-ASCII local parts match exactly as typed.
+        XCTAssertEqual(try EmailAddress(parsing: "Ünïcödé@BÜCHER.de").matchKey, "Ünïcödé@xn--bcher-kva.de")
+        XCTAssertEqual(try EmailAddress(parsing: "ÜnÏcödé@BÜCHER.de").matchKey, "ÜnÏcödé@xn--bcher-kva.de")
         // Case in the local part is kept in the canonical address, so these differ as values.
         XCTAssertNotEqual(try EmailAddress(parsing: "Alice@example.com"), try EmailAddress(parsing: "alice@example.com"))
         XCTAssertEqual(try EmailAddress(parsing: "Alice@EXAMPLE.com"), try EmailAddress(parsing: "Alice@example.COM"))
+    }
+
+    /// U+212A KELVIN SIGN lower-cases to ASCII "k": full case mapping would hand the account of
+    /// kim@example.com to whoever receives mail at "\u{212A}im@example.com".
+    func testLookalikesDoNotShareAnAccount() throws {
+        let kelvin = try EmailAddress(parsing: "\u{212A}im@example.com")
+        XCTAssertNotEqual(kelvin.matchKey, try EmailAddress(parsing: "kim@example.com").matchKey)
+        let angstrom = try EmailAddress(parsing: "\u{212B}sa@example.com")
+        XCTAssertNotEqual(angstrom.matchKey, try EmailAddress(parsing: "\u{E5}sa@example.com").matchKey)
+        XCTAssertThrowsError(try EmailAddress(parsing: "kim@\u{212A}example.com"), "compatibility form in the domain is refused")
     }
 
     func testMaskedAndDescription() throws {
