@@ -136,3 +136,60 @@ func socketAcceptsConnections(_ path: String) -> Bool {
     }
     return result == 0
 }
+
+/// A listening Unix socket we created, and the identity of its file, so that we later chmod or
+/// unlink only that file (NIO would unlink whatever sits at the path when it closes a socket it
+/// bound itself, even a newer instance's).
+struct ListeningSocket {
+    let descriptor: Int32
+    let device: dev_t
+    let inode: ino_t
+}
+
+/// Binds and listens on `path`, then gives the file `mode` without following symlinks. The
+/// process umask (0077) makes the file private until then, so the mode only ever widens.
+func listenOnUnixSocket(path: String, mode: UInt32, backlog: Int32 = 256) throws -> ListeningSocket {
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    let bytes = Array(path.utf8)
+    guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+        throw SocketPathError(path: path, problem: "is longer than a Unix socket path may be (\(MemoryLayout.size(ofValue: address.sun_path) - 1) bytes)")
+    }
+    withUnsafeMutableBytes(of: &address.sun_path) { raw in
+        for (i, b) in bytes.enumerated() { raw[i] = b }
+        raw[bytes.count] = 0
+    }
+    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    guard fd >= 0 else { throw SystemCallError(operation: "socket", path: path, code: errno) }
+    func fail(_ operation: String) -> SystemCallError {
+        let error = SystemCallError(operation: operation, path: path, code: errno)
+        close(fd)
+        return error
+    }
+    let bound = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+    }
+    guard bound == 0 else { throw fail("bind") }
+    guard fchmodat(AT_FDCWD, path, mode_t(mode), AT_SYMLINK_NOFOLLOW) == 0 else {
+        let error = fail("chmod")
+        unlink(path)
+        throw error
+    }
+    var info = stat()
+    guard lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFSOCK else { throw fail("stat") }
+    guard listen(fd, backlog) == 0 else {
+        let error = fail("listen")
+        unlink(path)
+        throw error
+    }
+    return ListeningSocket(descriptor: fd, device: info.st_dev, inode: info.st_ino)
+}
+
+/// Removes the socket file at `path` only if it is still the one described by `socket`.
+func removeSocketFile(at path: String, ifStill socket: ListeningSocket) {
+    var info = stat()
+    if lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFSOCK,
+       info.st_dev == socket.device, info.st_ino == socket.inode {
+        unlink(path)
+    }
+}

@@ -49,11 +49,12 @@ final class SocketServer: Service, Sendable {
     func run() async throws {
         try prepareSocketPath(path)
         let maxLine = dispatcher.maxLineBytes
+        let listening = try listenOnUnixSocket(path: path, mode: mode)
+        defer { removeSocketFile(at: path, ifStill: listening) }
         let server = try await ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 256)
             // A client may shut down its sending side after its last request and still read the replies.
             .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: false) { channel in
+            .bind(listening.descriptor) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     // The buffer limit cuts off a line that never ends; `serve` checks each
                     // complete line too (a whole over-long line can arrive in one read).
@@ -62,16 +63,9 @@ final class SocketServer: Service, Sendable {
                     return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
                 }
             }
-        // The file we bound, so that we never chmod or unlink something else put in its place
-        // (a symlink, or the socket of a newer instance that started while we drain).
-        var bound = stat()
-        guard lstat(path, &bound) == 0, bound.st_mode & S_IFMT == S_IFSOCK, chmod(path, mode_t(mode)) == 0 else {
-            let code = errno
-            try? await server.channel.close()
-            throw SystemCallError(operation: "chmod", path: path, code: code)
-        }
-        let identity = (device: bound.st_dev, inode: bound.st_ino)
-        defer { removeSocketFile(identity) }
+        // Adopting a socket makes NIO listen again with its default backlog (128); raise it back
+        // so a burst of connections waits in the queue instead of failing with EAGAIN.
+        listen(listening.descriptor, 256)
         logger.info("listening", metadata: ["socket": "\(path)", "mode": "\(String(mode, radix: 8))"])
         isReady.withLockedValue { $0 = true }
         for waiter in ready.withLockedValue({ w -> [CheckedContinuation<Void, Never>] in defer { w = [] }; return w }) {
@@ -91,7 +85,7 @@ final class SocketServer: Service, Sendable {
             }
         } onGracefulShutdown: {
             self.logger.info("shutting down: no longer accepting connections")
-            self.removeSocketFile(identity)
+            removeSocketFile(at: self.path, ifStill: listening)
             server.channel.close(promise: nil)
         }
     }
@@ -140,15 +134,6 @@ final class SocketServer: Service, Sendable {
             }
         } catch {
             logger.debug("connection ended with an error", metadata: ["error": "\(error)"])
-        }
-    }
-
-    /// Removes the socket file if it is still the one this server bound.
-    private func removeSocketFile(_ identity: (device: dev_t, inode: ino_t)) {
-        var info = stat()
-        if lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFSOCK,
-           info.st_dev == identity.device, info.st_ino == identity.inode {
-            unlink(path)
         }
     }
 }
