@@ -121,14 +121,7 @@ func socketAcceptsConnections(_ path: String) -> Bool {
     let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
     guard fd >= 0 else { return false }
     defer { close(fd) }
-    var address = sockaddr_un()
-    address.sun_family = sa_family_t(AF_UNIX)
-    let bytes = Array(path.utf8)
-    guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
-    withUnsafeMutableBytes(of: &address.sun_path) { raw in
-        for (i, b) in bytes.enumerated() { raw[i] = b }
-        raw[bytes.count] = 0
-    }
+    guard var address = unixAddress(path) else { return false }
     let result = withUnsafePointer(to: &address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
             connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
@@ -149,15 +142,8 @@ struct ListeningSocket {
 /// Binds and listens on `path`, then gives the file `mode` without following symlinks. The
 /// process umask (0077) makes the file private until then, so the mode only ever widens.
 func listenOnUnixSocket(path: String, mode: UInt32, backlog: Int32 = 256) throws -> ListeningSocket {
-    var address = sockaddr_un()
-    address.sun_family = sa_family_t(AF_UNIX)
-    let bytes = Array(path.utf8)
-    guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
-        throw SocketPathError(path: path, problem: "is longer than a Unix socket path may be (\(MemoryLayout.size(ofValue: address.sun_path) - 1) bytes)")
-    }
-    withUnsafeMutableBytes(of: &address.sun_path) { raw in
-        for (i, b) in bytes.enumerated() { raw[i] = b }
-        raw[bytes.count] = 0
+    guard var address = unixAddress(path) else {
+        throw SocketPathError(path: path, problem: "is longer than a Unix socket path may be (\(MemoryLayout<sockaddr_un>.size - 3) bytes)")
     }
     let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
     guard fd >= 0 else { throw SystemCallError(operation: "socket", path: path, code: errno) }
@@ -192,4 +178,17 @@ func removeSocketFile(at path: String, ifStill socket: ListeningSocket) {
        info.st_dev == socket.device, info.st_ino == socket.inode {
         unlink(path)
     }
+}
+
+/// The socket address for `path`, or nil when the path does not fit.
+func unixAddress(_ path: String) -> sockaddr_un? {
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    let bytes = Array(path.utf8)
+    guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return nil }
+    withUnsafeMutableBytes(of: &address.sun_path) { raw in
+        for (i, b) in bytes.enumerated() { raw[i] = b }
+        raw[bytes.count] = 0
+    }
+    return address
 }
