@@ -10,4 +10,6 @@ public enum AuthError: Error, Sendable, Equatable {
     case rateLimited(retryAfterSeconds: Int64)
     case invalidToken(TokenRejection)
     case invalidSession
+    /// The durable mail queue holds as many messages as it may; nothing was queued.
+    case mailQueueFull
 }

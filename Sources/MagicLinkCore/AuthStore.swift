@@ -12,6 +12,8 @@ public protocol AuthReadTransaction {
     func session(hash: [UInt8]) throws -> (SessionRecord, UserRecord)?
     /// Times (ascending) of rate-limit events under `key` at or after `since`.
     func rateEventTimes(key: String, since: Int64) throws -> [Int64]
+    /// Messages queued or being sent.
+    func pendingMailCount() throws -> Int
 }
 
 public protocol AuthTransaction: AuthReadTransaction {

@@ -21,6 +21,8 @@ public struct AuthPolicy: Sendable {
     public var startPerAddress = RateLimit(maximum: 5, window: 900)
     /// Right-hand side of generated Message-IDs.
     public var messageIDDomain: String = "localhost"
+    /// Most messages waiting to be sent; `start` refuses (retryably) beyond it.
+    public var mailQueueLimit = 10_000
 
     public init(callbackURL: String, redirects: RedirectPolicy) {
         self.callbackURL = callbackURL
@@ -38,11 +40,14 @@ public struct StartRequest: Sendable {
     public var redirect: String?
     public var ip: String?
     public var userAgent: String?
-    public init(email: String, redirect: String? = nil, ip: String? = nil, userAgent: String? = nil) {
+    /// Normalized BCP 47 tag for the mail's language (validated by the caller).
+    public var locale: String?
+    public init(email: String, redirect: String? = nil, ip: String? = nil, userAgent: String? = nil, locale: String? = nil) {
         self.email = email
         self.redirect = redirect
         self.ip = ip
         self.userAgent = userAgent
+        self.locale = locale
     }
 }
 
@@ -137,6 +142,7 @@ public struct Authenticator: Sendable {
                 }
             }
             if retryAfter > 0 { throw AuthError.rateLimited(retryAfterSeconds: max(1, retryAfter)) }
+            if try tx.pendingMailCount() >= policy.mailQueueLimit { throw AuthError.mailQueueFull }
 
             try tx.supersedeTokens(emailKey: email.matchKey, at: now)
             try tx.insertToken(LoginTokenRecord(
@@ -145,7 +151,7 @@ public struct Authenticator: Sendable {
                 userAgent: request.userAgent.map(Self.clipUserAgent)))
             try tx.enqueueMail(QueuedMail(
                 messageID: messageID, kind: .login, recipient: email.address, sealedToken: sealed,
-                createdAt: now, expiresAt: expiresAt))
+                createdAt: now, expiresAt: expiresAt, locale: request.locale))
             for (key, _) in limits { try tx.recordRateEvent(key: key, at: now) }
         }
         return StartResult(expiresAt: expiresAt, maskedEmail: email.masked, messageID: messageID)

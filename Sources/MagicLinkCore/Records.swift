@@ -39,9 +39,11 @@ public struct QueuedMail: Sendable, Equatable {
     /// After this the link inside is dead, so the message is not worth sending.
     public var expiresAt: Int64
     public var attempts: Int
+    /// Normalized BCP 47 tag the message is written in; nil for the default language.
+    public var locale: String?
 
     public init(messageID: String, kind: Kind, recipient: String, sealedToken: [UInt8],
-                createdAt: Int64, expiresAt: Int64, attempts: Int = 0) {
+                createdAt: Int64, expiresAt: Int64, attempts: Int = 0, locale: String? = nil) {
         self.messageID = messageID
         self.kind = kind
         self.recipient = recipient
@@ -49,6 +51,7 @@ public struct QueuedMail: Sendable, Equatable {
         self.createdAt = createdAt
         self.expiresAt = expiresAt
         self.attempts = attempts
+        self.locale = locale
     }
 }
 

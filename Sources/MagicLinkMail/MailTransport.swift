@@ -1,4 +1,3 @@
-
 /// A message on its way out, with the link it carries (only the `log` transport prints it).
 public struct Delivery: Sendable {
     public var message: MailMessage
@@ -20,25 +19,43 @@ public struct MailTransportError: Error, Sendable, CustomStringConvertible {
     public var description: String { reason }
 }
 
-/// Hands a message to its next hop. Blocking: called from the delivery worker's thread pool.
+/// Hands a message to its next hop.
 public protocol MailTransport: Sendable {
-    /// Returns a short note on where the message went, for the log.
-    func deliver(_ delivery: Delivery) throws(MailTransportError) -> String
+    /// Returns a short note on where the message went (a file, the server's reply), for the log.
+    func deliver(_ delivery: Delivery) async throws(MailTransportError) -> String
+    /// Releases connections; called once at shutdown.
+    func shutdown() async
+}
+
+extension MailTransport {
+    public func shutdown() async {}
+}
+
+/// Runs blocking work (file writes, child processes) off the event loops and off Swift's
+/// cooperative threads. The server passes its thread pool.
+public protocol BlockingExecutor: Sendable {
+    func execute<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T
 }
 
 /// Development transport: each message becomes a file in a Maildir (`mutt -f DIR` reads it).
 public struct OutboxTransport: MailTransport {
     public let maildir: Maildir
+    let executor: any BlockingExecutor
 
-    public init(directory: String) throws(MaildirError) {
+    public init(directory: String, executor: any BlockingExecutor) throws(MaildirError) {
         maildir = try Maildir(path: directory)
+        self.executor = executor
     }
 
-    public func deliver(_ delivery: Delivery) throws(MailTransportError) -> String {
+    public func deliver(_ delivery: Delivery) async throws(MailTransportError) -> String {
+        let maildir = self.maildir
+        let bytes = delivery.message.render()
         do {
-            return try maildir.deliver(delivery.message.render())
-        } catch {
+            return try await executor.execute { try maildir.deliver(bytes) }
+        } catch let error as MaildirError {
             throw MailTransportError(permanent: false, reason: error.description)
+        } catch {
+            throw MailTransportError(permanent: false, reason: "\(error)")
         }
     }
 }
@@ -47,7 +64,7 @@ public struct OutboxTransport: MailTransport {
 public struct LogTransport: MailTransport {
     public init() {}
 
-    public func deliver(_ delivery: Delivery) throws(MailTransportError) -> String {
+    public func deliver(_ delivery: Delivery) async throws(MailTransportError) -> String {
         var stream = StandardError()
         print("magiclinkd: [log transport] sign-in link for \(delivery.message.to.address): \(delivery.link)", to: &stream)
         return "stderr"

@@ -64,14 +64,16 @@ public func buildApplication(configuration: Configuration, logger: Logger,
     }
     let policy = try configuration.authPolicy()
 
-    let transport: any MailTransport
-    switch configuration.mailTransport {
-    case .outbox: transport = try OutboxTransport(directory: configuration.outboxDir)
-    case .log: transport = LogTransport()
-    }
-
     let blockingPool = NIOThreadPool(numberOfThreads: 4)
     blockingPool.start()
+
+    let transport: any MailTransport
+    switch configuration.mailTransport {
+    case .outbox: transport = try OutboxTransport(directory: configuration.outboxDir, executor: blockingPool)
+    case .log: transport = LogTransport()
+    case .sendmail: transport = SendmailTransport(path: configuration.sendmailPath, executor: blockingPool)
+    case .smtp: transport = try makeSMTPTransport(configuration)
+    }
 
     let wakeup = MailWakeup()
     let authenticator = Authenticator(policy: policy, store: store, sealer: sealer, time: time, random: random)
@@ -79,8 +81,8 @@ public func buildApplication(configuration: Configuration, logger: Logger,
                                 maxLineBytes: configuration.maxLineBytes, logger: logger, mailWakeup: wakeup)
     let server = SocketServer(path: configuration.socket, mode: configuration.socketMode, dispatcher: dispatcher,
                               group: MultiThreadedEventLoopGroup.singleton, logger: logger)
-    let mail = MailDeliveryService(store: store, transport: transport, sealer: sealer, policy: policy,
-                                   from: configuration.fromMailbox, appName: configuration.appName,
+    let composer = MailComposer(sealer: sealer, policy: policy, from: configuration.fromMailbox, appName: configuration.appName)
+    let mail = MailDeliveryService(store: store, transport: transport, composer: composer,
                                    blockingPool: blockingPool, wakeup: wakeup, logger: logger, time: time)
     let maintenance = MaintenanceService(store: store, blockingPool: blockingPool,
                                          rateWindow: max(configuration.rateLimitIPWindow, configuration.rateLimitEmailWindow),
@@ -96,4 +98,9 @@ public func buildApplication(configuration: Configuration, logger: Logger,
         logger: logger))
     return Application(configuration: configuration, store: store, server: server, serviceGroup: group,
                        blockingPool: blockingPool, logger: logger)
+}
+
+/// Placeholder until the SMTP client lands.
+func makeSMTPTransport(_ configuration: Configuration) throws -> any MailTransport {
+    throw ConfigurationError(key: "mail_transport", source: "configuration", message: "smtp is not available in this build")
 }

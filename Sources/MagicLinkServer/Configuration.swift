@@ -6,7 +6,8 @@ import Yams
 /// Every setting of the daemon, with its embedded default. A YAML file may set any key; the
 /// environment variable `MAGICLINKD_<KEY>` overrides the file. See README.md for the reference.
 public struct Configuration: Sendable {
-    public enum MailTransportKind: String, Sendable, CaseIterable { case outbox, log }
+    public enum MailTransportKind: String, Sendable, CaseIterable { case outbox, log, smtp, sendmail }
+    public enum SMTPSecurity: String, Sendable, CaseIterable { case starttls, tls, none }
 
     public var socket = "./magiclinkd.sock"
     public var socketMode: UInt32 = 0o660
@@ -19,6 +20,20 @@ public struct Configuration: Sendable {
     public var mailFrom = "magiclinkd <no-reply@localhost>"
     public var mailTransport = MailTransportKind.outbox
     public var outboxDir = "./outbox"
+    public var smtpHost: String?
+    /// Defaults by `smtp_tls`: 587 (starttls), 465 (tls), 25 (none).
+    public var smtpPort: Int?
+    public var smtpTLS = SMTPSecurity.starttls
+    public var smtpCAFile: String?
+    public var smtpUsername: String?
+    /// Defaults to `$CREDENTIALS_DIRECTORY/smtp_password` when that file exists.
+    public var smtpPasswordFile: String?
+    public var smtpEHLOName: String?
+    public var smtpConnectTimeout: Int64 = 10
+    public var smtpReplyTimeout: Int64 = 30
+    public var sendmailPath = "/usr/sbin/sendmail"
+    public var templatesDir: String?
+    public var mailQueueMax = 10_000
     public var tokenTTL: Int64 = 600
     public var sessionTTL: Int64 = 30 * 86_400
     public var sessionIdleTTL: Int64 = 7 * 86_400
@@ -52,6 +67,7 @@ public struct Configuration: Sendable {
             }
             try configuration.apply(yaml: text, file: file)
         }
+        configuration.credentialsDirectory = environment["CREDENTIALS_DIRECTORY"]
         for setting in settings {
             if let value = environment[environmentName(of: setting.key)] {
                 try configuration.set(setting, to: value, source: environmentName(of: setting.key))
@@ -128,6 +144,45 @@ public struct Configuration: Sendable {
         } catch {
             throw fail("mail_from", error.reason)
         }
+        if mailTransport == .smtp && smtpHost == nil {
+            throw fail("smtp_host", "is required when mail_transport is smtp")
+        }
+        if smtpUsername != nil && mailTransport == .smtp && effectiveSMTPPasswordFile == nil {
+            throw fail("smtp_password_file", "is required with smtp_username (or provide the credential smtp_password through systemd's LoadCredential=)")
+        }
+    }
+
+    /// `smtp_password_file`, else `$CREDENTIALS_DIRECTORY/smtp_password` when it exists.
+    public var effectiveSMTPPasswordFile: String? {
+        if let smtpPasswordFile { return smtpPasswordFile }
+        guard let directory = credentialsDirectory else { return nil }
+        let candidate = directory + "/smtp_password"
+        return fileExists(candidate) ? candidate : nil
+    }
+
+    /// Set from `$CREDENTIALS_DIRECTORY` by `load` (systemd's LoadCredential=).
+    public private(set) var credentialsDirectory: String?
+
+    /// Every setting with its effective value, in reference order (no secrets: only the
+    /// password file's path).
+    public var effectiveSettings: [(key: String, value: String)] {
+        [
+            ("socket", socket), ("socket_mode", "0" + String(socketMode, radix: 8)), ("database", database),
+            ("key_file", effectiveKeyFile), ("callback_url", callbackURL),
+            ("allowed_redirect_origins", "[" + allowedRedirectOrigins.joined(separator: ", ") + "]"),
+            ("app_name", appName), ("mail_from", mailFrom), ("mail_transport", mailTransport.rawValue),
+            ("outbox_dir", outboxDir), ("smtp_host", smtpHost ?? ""),
+            ("smtp_port", smtpPort.map(String.init) ?? "(by smtp_tls)"), ("smtp_tls", smtpTLS.rawValue),
+            ("smtp_ca_file", smtpCAFile ?? "(system roots)"), ("smtp_username", smtpUsername ?? ""),
+            ("smtp_password_file", effectiveSMTPPasswordFile ?? ""), ("smtp_ehlo_name", smtpEHLOName ?? "(host name)"),
+            ("smtp_connect_timeout", "\(smtpConnectTimeout)"), ("smtp_reply_timeout", "\(smtpReplyTimeout)"),
+            ("sendmail_path", sendmailPath), ("templates_dir", templatesDir ?? "(built-in templates)"),
+            ("mail_queue_max", "\(mailQueueMax)"), ("token_ttl", "\(tokenTTL)"), ("session_ttl", "\(sessionTTL)"),
+            ("session_idle_ttl", "\(sessionIdleTTL)"), ("session_touch_interval", "\(sessionTouchInterval)"),
+            ("max_line_bytes", "\(maxLineBytes)"), ("rate_limit_ip_max", "\(rateLimitIPMax)"),
+            ("rate_limit_ip_window", "\(rateLimitIPWindow)"), ("rate_limit_email_max", "\(rateLimitEmailMax)"),
+            ("rate_limit_email_window", "\(rateLimitEmailWindow)"), ("log_level", logLevel.rawValue),
+        ]
     }
 
     /// The Mailbox of `mail_from` (validated at load).
@@ -143,6 +198,7 @@ public struct Configuration: Sendable {
         policy.startPerIP = RateLimit(maximum: rateLimitIPMax, window: rateLimitIPWindow)
         policy.startPerAddress = RateLimit(maximum: rateLimitEmailMax, window: rateLimitEmailWindow)
         policy.messageIDDomain = fromMailbox.domain
+        policy.mailQueueLimit = mailQueueMax
         return policy
     }
 }
@@ -193,6 +249,23 @@ extension Configuration {
             c.mailTransport = kind
         },
         Setting("outbox_dir") { c, v throws(SettingError) in c.outboxDir = try path(v) },
+        Setting("smtp_host") { c, v throws(SettingError) in c.smtpHost = try host(v) },
+        Setting("smtp_port") { c, v throws(SettingError) in c.smtpPort = Int(try integer(v, in: 1...65_535)) },
+        Setting("smtp_tls") { c, v throws(SettingError) in
+            guard let security = SMTPSecurity(rawValue: v) else {
+                throw SettingError(reason: "must be one of starttls (port 587), tls (implicit TLS, port 465), none (plaintext, for a trusted local relay only)")
+            }
+            c.smtpTLS = security
+        },
+        Setting("smtp_ca_file") { c, v throws(SettingError) in c.smtpCAFile = try path(v) },
+        Setting("smtp_username") { c, v throws(SettingError) in c.smtpUsername = try nonEmpty(v, max: 256) },
+        Setting("smtp_password_file") { c, v throws(SettingError) in c.smtpPasswordFile = try path(v) },
+        Setting("smtp_ehlo_name") { c, v throws(SettingError) in c.smtpEHLOName = try host(v) },
+        Setting("smtp_connect_timeout") { c, v throws(SettingError) in c.smtpConnectTimeout = try seconds(v) },
+        Setting("smtp_reply_timeout") { c, v throws(SettingError) in c.smtpReplyTimeout = try seconds(v) },
+        Setting("sendmail_path") { c, v throws(SettingError) in c.sendmailPath = try path(v) },
+        Setting("templates_dir") { c, v throws(SettingError) in c.templatesDir = try path(v) },
+        Setting("mail_queue_max") { c, v throws(SettingError) in c.mailQueueMax = Int(try integer(v, in: 1...10_000_000)) },
         Setting("token_ttl") { c, v throws(SettingError) in c.tokenTTL = try seconds(v) },
         Setting("session_ttl") { c, v throws(SettingError) in c.sessionTTL = try seconds(v) },
         Setting("session_idle_ttl") { c, v throws(SettingError) in c.sessionIdleTTL = try seconds(v) },
@@ -244,6 +317,17 @@ extension Configuration {
             throw SettingError(reason: "must be a \(allowZero ? "non-negative" : "positive") number of seconds (or with a unit: 90s, 10m, 12h, 30d)")
         }
         return n * unit
+    }
+
+    /// A host name or IP literal for SMTP: letters, digits, dots, hyphens, colons (IPv6), no spaces.
+    static func host(_ v: String) throws(SettingError) -> String {
+        let allowed = v.utf8.allSatisfy { b in
+            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || b == 0x2E || b == 0x2D || b == 0x3A
+        }
+        guard !v.isEmpty, v.utf8.count <= 253, allowed else {
+            throw SettingError(reason: "must be a host name or IP address")
+        }
+        return v
     }
 
     static func mode(_ v: String) throws(SettingError) -> UInt32 {

@@ -40,6 +40,8 @@ enum ErrorMapping {
             return WireError(.invalidToken, message, details: ["reason": .string(reason.rawValue)])
         case .invalidSession:
             return WireError(.invalidSession, "The session is not valid.")
+        case .mailQueueFull:
+            return WireError(.unavailable, "The mail queue is full; try again later.", details: ["reason": "mail_queue_full"])
         }
     }
 }

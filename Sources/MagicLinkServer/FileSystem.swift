@@ -192,3 +192,8 @@ func unixAddress(_ path: String) -> sockaddr_un? {
     }
     return address
 }
+
+func fileExists(_ path: String) -> Bool {
+    var info = stat()
+    return stat(path, &info) == 0
+}

@@ -55,117 +55,139 @@ final class MailWakeup: Sendable {
 /// Sends queued mail. Claims due messages in batches, renders each (the sealed token is opened
 /// only here), hands it to the transport, and records the outcome. Messages claimed by a
 /// process that died are handed back at start; failures are retried with exponential backoff
-/// and jitter; a message whose link has expired is marked expired instead of sent.
+/// and jitter; a message whose link has expired (or was replaced by a newer one) is marked
+/// expired instead of sent. Database work runs on the blocking pool; the transport's network
+/// I/O is asynchronous.
 final class MailDeliveryService: Service, Sendable {
     let store: SQLiteStore
     let transport: any MailTransport
-    let sealer: TokenSealer
-    let policy: AuthPolicy
-    let from: Mailbox
-    let appName: String
+    let composer: MailComposer
     let blockingPool: NIOThreadPool
     let wakeup: MailWakeup
     let logger: Logger
     let time: any TimeSource
     let pollInterval: Duration
+    let batchSize: Int
 
-    init(store: SQLiteStore, transport: any MailTransport, sealer: TokenSealer, policy: AuthPolicy, from: Mailbox,
-         appName: String, blockingPool: NIOThreadPool, wakeup: MailWakeup, logger: Logger,
-         time: any TimeSource = SystemTime(), pollInterval: Duration = .seconds(5)) {
+    init(store: SQLiteStore, transport: any MailTransport, composer: MailComposer, blockingPool: NIOThreadPool,
+         wakeup: MailWakeup, logger: Logger, time: any TimeSource = SystemTime(),
+         pollInterval: Duration = .seconds(5), batchSize: Int = 16) {
         self.store = store
         self.transport = transport
-        self.sealer = sealer
-        self.policy = policy
-        self.from = from
-        self.appName = appName
+        self.composer = composer
         self.blockingPool = blockingPool
         self.wakeup = wakeup
         self.logger = logger
         self.time = time
         self.pollInterval = pollInterval
+        self.batchSize = batchSize
     }
 
     func run() async throws {
         let released = try await blockingPool.runIfActive { try self.store.releaseClaimedMail() }
         if released > 0 {
-            logger.notice("mail claimed before a crash handed back to the queue", metadata: ["messages": "\(released)"])
+            logger.notice("mail claimed before a crash handed back to the queue", metadata: ["event": "mail_requeued", "messages": "\(released)"])
         }
         let stopping = NIOLockedValueBox(false)
         await withGracefulShutdownHandler {
             while !stopping.withLockedValue({ $0 }) && !Task.isCancelled {
-                var delivered = 0
+                let handled: Int
                 do {
-                    let batch = try await blockingPool.runIfActive { try self.deliverDueBatch() }
-                    delivered = batch.handled
-                    if batch.unrecorded > 0 {
-                        // Outcomes we could not write stay claimed; hand them back so they are not
-                        // stuck until the next restart (delivery is at least once).
-                        _ = try await blockingPool.runIfActive { try self.store.releaseClaimedMail() }
-                    }
+                    handled = try await deliverDueBatch { stopping.withLockedValue { $0 } }
                 } catch is CancellationError {
-                    return
+                    break
                 } catch {
                     logger.error("mail queue unavailable", metadata: ["error": "\(error)"])
+                    handled = 0
                 }
-                if delivered == 0 { await wakeup.wait(upTo: pollInterval) }
+                if handled == 0 { await wakeup.wait(upTo: pollInterval) }
             }
         } onGracefulShutdown: {
             stopping.withLockedValue { $0 = true }
             self.wakeup.signal()
         }
+        // Whatever is still claimed (a batch cut short by shutdown) goes back to the queue.
+        _ = try? await blockingPool.runIfActive { try self.store.releaseClaimedMail() }
+        await transport.shutdown()
     }
 
-    /// Claims and delivers one batch. Blocking. One message's failure never holds up the others.
-    func deliverDueBatch(limit: Int = 16) throws -> (handled: Int, unrecorded: Int) {
-        let batch = try store.claimDueMail(now: time.now(), limit: limit)
-        var unrecorded = 0
+    /// Claims one batch and delivers it; returns how many messages it claimed. One message's
+    /// failure never holds up the others; stops early (leaving the rest claimed) when asked.
+    func deliverDueBatch(stop: @Sendable () -> Bool = { false }) async throws -> Int {
+        let now = time.now()
+        let limit = batchSize
+        let batch = try await blockingPool.runIfActive { try self.store.claimDueMail(now: now, limit: limit) }
+        var unrecorded = false
         for mail in batch {
-            let outcome = deliver(mail)
+            if stop() { break }
+            let outcome = await deliver(mail)
             do {
-                try store.finishMail(messageID: mail.messageID, outcome: outcome, now: time.now())
+                let finished = time.now()
+                try await blockingPool.runIfActive {
+                    try self.store.finishMail(messageID: mail.messageID, outcome: outcome, now: finished)
+                }
             } catch {
-                unrecorded += 1
+                unrecorded = true
                 logger.error("cannot record a mail outcome", metadata: ["message_id": "\(mail.messageID)", "error": "\(error)"])
             }
         }
-        return (batch.count, unrecorded)
+        if unrecorded {
+            // Outcomes we could not write stay claimed; hand them back now rather than at the
+            // next restart (delivery is at least once).
+            _ = try? await blockingPool.runIfActive { try self.store.releaseClaimedMail() }
+        }
+        return batch.count
     }
 
-    private func deliver(_ mail: QueuedMail) -> SQLiteStore.MailOutcome {
+    private func deliver(_ mail: QueuedMail) async -> SQLiteStore.MailOutcome {
         let now = time.now()
         let recipient = (try? EmailAddress(parsing: mail.recipient))?.masked ?? "?"
         var metadata: Logger.Metadata = ["message_id": "\(mail.messageID)", "to": "\(recipient)", "attempt": "\(mail.attempts)"]
         guard now < mail.expiresAt else {
-            logger.notice("mail expired before it could be sent", metadata: metadata.merging(["event": "mail_expired"]) { $1 })
+            metadata["event"] = "mail_expired"
+            logger.notice("mail expired before it could be sent", metadata: metadata)
             return .expired
         }
-        guard let token = sealer.open(mail.sealedToken, messageID: mail.messageID) else {
-            logger.error("cannot open the sealed token (was the key file replaced?)", metadata: metadata.merging(["event": "mail_failed"]) { $1 })
+        guard let token = composer.sealer.open(mail.sealedToken, messageID: mail.messageID) else {
+            metadata["event"] = "mail_failed"
+            logger.error("cannot open the sealed token (was the key file replaced?)", metadata: metadata)
             return .failedPermanently(reason: "sealed token does not open with the current key")
         }
         // A newer start replaced this link (or it was used): sending it would only confuse.
-        if let live = try? store.isTokenLive(hash: Secret.hash(of: token), now: now), !live {
-            logger.notice("mail for a replaced link not sent", metadata: metadata.merging(["event": "mail_expired"]) { $1 })
+        let tokenHash = Secret.hash(of: token)
+        if let live = try? await blockingPool.runIfActive({ try self.store.isTokenLive(hash: tokenHash, now: now) }), !live {
+            metadata["event"] = "mail_expired"
+            logger.notice("mail for a replaced link not sent", metadata: metadata)
             return .expired
         }
-        let content = LoginMailContent(appName: appName, link: policy.link(for: token),
-                                       minutesValid: max(1, (mail.expiresAt - mail.createdAt + 59) / 60))
-        let message = MailMessage(from: from, to: Mailbox(address: mail.recipient), subject: content.subject,
-                                  textBody: content.text, htmlBody: content.html, messageID: mail.messageID, date: now)
+        let delivery: Delivery
         do {
-            let whereTo = try transport.deliver(Delivery(message: message, link: policy.link(for: token)))
+            delivery = try composer.compose(mail, token: token, now: now)
+        } catch {
+            metadata["event"] = "mail_failed"
+            metadata["error"] = "\(error)"
+            logger.error("cannot render the message", metadata: metadata)
+            return .failedPermanently(reason: "cannot render: \(error)")
+        }
+        do {
+            let note = try await transport.deliver(delivery)
             metadata["event"] = "mail_sent"
-            metadata["via"] = "\(whereTo)"
+            metadata["via"] = "\(note)"
             logger.info("mail sent", metadata: metadata)
             return .sent
         } catch {
             metadata["error"] = "\(error.reason)"
             if error.permanent {
                 metadata["event"] = "mail_failed"
-                logger.error("mail failed permanently", metadata: metadata)
+                logger.error("mail failed permanently; kept as a dead letter", metadata: metadata)
                 return .failedPermanently(reason: error.reason)
             }
             let retryAt = now + Self.backoff(attempt: mail.attempts)
+            if retryAt >= mail.expiresAt {
+                metadata["event"] = "mail_expired"
+                logger.warning("mail delivery failed and the link expires before the next try", metadata: metadata)
+                return .failedPermanently(reason: "link expired while retrying; last error: \(error.reason)")
+            }
             metadata["event"] = "mail_retry"
             metadata["retry_at"] = "\(retryAt)"
             logger.warning("mail delivery failed; will retry", metadata: metadata)
@@ -177,6 +199,31 @@ final class MailDeliveryService: Service, Sendable {
     static func backoff(attempt: Int) -> Int64 {
         let base = min(Int64(5) << Int64(min(max(attempt - 1, 0), 10)), 300)
         return base + Int64.random(in: 0...(base / 5))
+    }
+}
+
+/// Turns a queued message and its token into the message to send: link from configuration,
+/// words from the templates, headers from `MailMessage`.
+struct MailComposer: Sendable {
+    let sealer: TokenSealer
+    let policy: AuthPolicy
+    let from: Mailbox
+    let appName: String
+
+    func compose(_ mail: QueuedMail, token: String, now: Int64) throws -> Delivery {
+        let link = policy.link(for: token)
+        let content = LoginMailContent(appName: appName, link: link,
+                                       minutesValid: max(1, (mail.expiresAt - mail.createdAt + 59) / 60))
+        let message = MailMessage(from: from, to: Mailbox(address: mail.recipient), subject: content.subject,
+                                  textBody: content.text, htmlBody: content.html, messageID: mail.messageID, date: now)
+        return Delivery(message: message, link: link)
+    }
+}
+
+/// The server's thread pool runs the mail transports' blocking work.
+extension NIOThreadPool: BlockingExecutor {
+    public func execute<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await runIfActive(work)
     }
 }
 

@@ -67,6 +67,11 @@ enum Migrations {
             ) STRICT;
             CREATE INDEX rate_events_by_key ON rate_events(key, at);
             """),
+        Migration(name: "0002-mail-locale-and-last-attempt", sql: """
+            ALTER TABLE mail_queue ADD COLUMN locale TEXT;
+            ALTER TABLE mail_queue ADD COLUMN last_attempt_at INTEGER;
+            CREATE INDEX mail_queue_pending ON mail_queue(state) WHERE state IN ('queued', 'sending');
+            """),
     ]
 
     /// Brings the database up to date. Refuses a database migrated by a newer magiclinkd.

@@ -106,16 +106,16 @@ public final class SQLiteStore: AuthStore, @unchecked Sendable {
     public func claimDueMail(now: Int64, limit: Int) throws -> [QueuedMail] {
         try writeRaw { connection in
             try connection.query("""
-                UPDATE mail_queue SET state = 'sending', claimed_at = ?1, attempts = attempts + 1
+                UPDATE mail_queue SET state = 'sending', claimed_at = ?1, last_attempt_at = ?1, attempts = attempts + 1
                 WHERE message_id IN (
                     SELECT message_id FROM mail_queue
                     WHERE state = 'queued' AND next_attempt_at <= ?1
                     ORDER BY next_attempt_at LIMIT ?2)
-                RETURNING message_id, kind, recipient, sealed_token, created_at, expires_at, attempts
+                RETURNING message_id, kind, recipient, sealed_token, created_at, expires_at, attempts, locale
                 """, [.integer(now), .integer(Int64(limit))]) { row in
                 QueuedMail(messageID: row.text(0), kind: QueuedMail.Kind(rawValue: row.text(1)) ?? .login,
                            recipient: row.text(2), sealedToken: row.blob(3), createdAt: row.int64(4),
-                           expiresAt: row.int64(5), attempts: Int(row.int64(6)))
+                           expiresAt: row.int64(5), attempts: Int(row.int64(6)), locale: row.optionalText(7))
             }
         }
     }
@@ -248,6 +248,10 @@ struct Transaction: AuthTransaction {
         try connection.query("SELECT at FROM rate_events WHERE key = ? AND at >= ? ORDER BY at", [.text(key), .integer(since)]) { $0.int64(0) }
     }
 
+    func pendingMailCount() throws -> Int {
+        Int(try connection.queryFirst("SELECT count(*) FROM mail_queue WHERE state IN ('queued', 'sending')") { $0.int64(0) } ?? 0)
+    }
+
     func recordRateEvent(key: String, at: Int64) throws {
         try connection.run("INSERT INTO rate_events (key, at) VALUES (?, ?)", [.text(key), .integer(at)])
     }
@@ -271,10 +275,10 @@ struct Transaction: AuthTransaction {
 
     func enqueueMail(_ mail: QueuedMail) throws {
         try connection.run("""
-            INSERT INTO mail_queue (message_id, kind, recipient, sealed_token, created_at, expires_at, next_attempt_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?)
+            INSERT INTO mail_queue (message_id, kind, recipient, sealed_token, created_at, expires_at, next_attempt_at, locale)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
             """, [.text(mail.messageID), .text(mail.kind.rawValue), .text(mail.recipient), .blob(mail.sealedToken),
-                  .integer(mail.createdAt), .integer(mail.expiresAt), .integer(mail.createdAt)])
+                  .integer(mail.createdAt), .integer(mail.expiresAt), .integer(mail.createdAt), SQLValue(mail.locale)])
     }
 
     func insertUser(_ user: UserRecord) throws {

@@ -90,6 +90,10 @@ struct Serve: AsyncParsableCommand {
         switch c.mailTransport {
         case .outbox: line("mail", "mail_transport", "Maildir outbox \(c.outboxDir) (read it with: mutt -f \(c.outboxDir))")
         case .log: line("mail", "mail_transport", "printed to stderr (log transport)")
+        case .smtp:
+            let port = c.smtpPort.map { ":\($0)" } ?? ""
+            line("mail", "mail_transport", "SMTP to \(c.smtpHost ?? "?")\(port) (\(c.smtpTLS.rawValue))")
+        case .sendmail: line("mail", "mail_transport", "piped to \(c.sendmailPath) -t -i")
         }
         line("callback url", "callback_url", c.callbackURL)
     }
@@ -104,28 +108,7 @@ struct CheckConfig: AsyncParsableCommand {
 
     func run() async throws {
         let c = try options.load()
-        print("""
-            socket: \(c.socket)
-            socket_mode: 0\(String(c.socketMode, radix: 8))
-            database: \(c.database)
-            key_file: \(c.effectiveKeyFile)
-            callback_url: \(c.callbackURL)
-            allowed_redirect_origins: [\(c.allowedRedirectOrigins.joined(separator: ", "))]
-            app_name: \(c.appName)
-            mail_from: \(c.mailFrom)
-            mail_transport: \(c.mailTransport.rawValue)
-            outbox_dir: \(c.outboxDir)
-            token_ttl: \(c.tokenTTL)
-            session_ttl: \(c.sessionTTL)
-            session_idle_ttl: \(c.sessionIdleTTL)
-            session_touch_interval: \(c.sessionTouchInterval)
-            max_line_bytes: \(c.maxLineBytes)
-            rate_limit_ip_max: \(c.rateLimitIPMax)
-            rate_limit_ip_window: \(c.rateLimitIPWindow)
-            rate_limit_email_max: \(c.rateLimitEmailMax)
-            rate_limit_email_window: \(c.rateLimitEmailWindow)
-            log_level: \(c.logLevel.rawValue)
-            """)
+        for (key, value) in c.effectiveSettings { print("\(key): \(value)") }
         printError("magiclinkd: configuration OK")
     }
 }

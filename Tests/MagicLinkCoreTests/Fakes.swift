@@ -68,6 +68,7 @@ final class InMemoryStore: AuthStore, @unchecked Sendable {
             store.state.rateEvents.filter { $0.0 == key && $0.1 >= since }.map(\.1).sorted()
         }
         func recordRateEvent(key: String, at: Int64) throws { store.state.rateEvents.append((key, at)) }
+        func pendingMailCount() throws -> Int { store.state.mail.count }
         func supersedeTokens(emailKey: String, at: Int64) throws {
             for (hash, token) in store.state.tokens where token.emailKey == emailKey && token.usedAt == nil && token.supersededAt == nil {
                 store.state.tokens[hash]?.supersededAt = at
