@@ -83,7 +83,8 @@ public func buildApplication(configuration: Configuration, logger: Logger,
                               group: MultiThreadedEventLoopGroup.singleton, logger: logger)
     let composer = MailComposer(sealer: sealer, policy: policy, from: configuration.fromMailbox, appName: configuration.appName)
     let mail = MailDeliveryService(store: store, transport: transport, composer: composer,
-                                   blockingPool: blockingPool, wakeup: wakeup, logger: logger, time: time)
+                                   blockingPool: blockingPool, wakeup: wakeup, logger: logger, time: time,
+                                   retryDelays: configuration.mailRetryMinDelay...configuration.mailRetryMaxDelay)
     let maintenance = MaintenanceService(store: store, blockingPool: blockingPool,
                                          rateWindow: max(configuration.rateLimitIPWindow, configuration.rateLimitEmailWindow),
                                          logger: logger, time: time)

@@ -34,6 +34,8 @@ public struct Configuration: Sendable {
     public var sendmailPath = "/usr/sbin/sendmail"
     public var templatesDir: String?
     public var mailQueueMax = 10_000
+    public var mailRetryMinDelay: Int64 = 5
+    public var mailRetryMaxDelay: Int64 = 300
     public var tokenTTL: Int64 = 600
     public var sessionTTL: Int64 = 30 * 86_400
     public var sessionIdleTTL: Int64 = 7 * 86_400
@@ -144,6 +146,9 @@ public struct Configuration: Sendable {
         } catch {
             throw fail("mail_from", error.reason)
         }
+        if mailRetryMaxDelay < mailRetryMinDelay {
+            throw fail("mail_retry_max_delay", "must not be shorter than mail_retry_min_delay")
+        }
         if mailTransport == .smtp && smtpHost == nil {
             throw fail("smtp_host", "is required when mail_transport is smtp")
         }
@@ -177,7 +182,8 @@ public struct Configuration: Sendable {
             ("smtp_password_file", effectiveSMTPPasswordFile ?? ""), ("smtp_ehlo_name", smtpEHLOName ?? "(host name)"),
             ("smtp_connect_timeout", "\(smtpConnectTimeout)"), ("smtp_reply_timeout", "\(smtpReplyTimeout)"),
             ("sendmail_path", sendmailPath), ("templates_dir", templatesDir ?? "(built-in templates)"),
-            ("mail_queue_max", "\(mailQueueMax)"), ("token_ttl", "\(tokenTTL)"), ("session_ttl", "\(sessionTTL)"),
+            ("mail_queue_max", "\(mailQueueMax)"), ("mail_retry_min_delay", "\(mailRetryMinDelay)"),
+            ("mail_retry_max_delay", "\(mailRetryMaxDelay)"), ("token_ttl", "\(tokenTTL)"), ("session_ttl", "\(sessionTTL)"),
             ("session_idle_ttl", "\(sessionIdleTTL)"), ("session_touch_interval", "\(sessionTouchInterval)"),
             ("max_line_bytes", "\(maxLineBytes)"), ("rate_limit_ip_max", "\(rateLimitIPMax)"),
             ("rate_limit_ip_window", "\(rateLimitIPWindow)"), ("rate_limit_email_max", "\(rateLimitEmailMax)"),
@@ -266,6 +272,8 @@ extension Configuration {
         Setting("sendmail_path") { c, v throws(SettingError) in c.sendmailPath = try path(v) },
         Setting("templates_dir") { c, v throws(SettingError) in c.templatesDir = try path(v) },
         Setting("mail_queue_max") { c, v throws(SettingError) in c.mailQueueMax = Int(try integer(v, in: 1...10_000_000)) },
+        Setting("mail_retry_min_delay") { c, v throws(SettingError) in c.mailRetryMinDelay = try seconds(v) },
+        Setting("mail_retry_max_delay") { c, v throws(SettingError) in c.mailRetryMaxDelay = try seconds(v) },
         Setting("token_ttl") { c, v throws(SettingError) in c.tokenTTL = try seconds(v) },
         Setting("session_ttl") { c, v throws(SettingError) in c.sessionTTL = try seconds(v) },
         Setting("session_idle_ttl") { c, v throws(SettingError) in c.sessionIdleTTL = try seconds(v) },

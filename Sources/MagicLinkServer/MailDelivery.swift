@@ -68,10 +68,12 @@ final class MailDeliveryService: Service, Sendable {
     let time: any TimeSource
     let pollInterval: Duration
     let batchSize: Int
+    let retryDelays: ClosedRange<Int64>
 
     init(store: SQLiteStore, transport: any MailTransport, composer: MailComposer, blockingPool: NIOThreadPool,
          wakeup: MailWakeup, logger: Logger, time: any TimeSource = SystemTime(),
-         pollInterval: Duration = .seconds(5), batchSize: Int = 16) {
+         pollInterval: Duration = .seconds(5), batchSize: Int = 16, retryDelays: ClosedRange<Int64> = 5...300) {
+        self.retryDelays = retryDelays
         self.store = store
         self.transport = transport
         self.composer = composer
@@ -100,7 +102,7 @@ final class MailDeliveryService: Service, Sendable {
                     logger.error("mail queue unavailable", metadata: ["error": "\(error)"])
                     handled = 0
                 }
-                if handled == 0 { await wakeup.wait(upTo: pollInterval) }
+                if handled == 0 { await wakeup.wait(upTo: await idleWait()) }
             }
         } onGracefulShutdown: {
             stopping.withLockedValue { $0 = true }
@@ -109,6 +111,13 @@ final class MailDeliveryService: Service, Sendable {
         // Whatever is still claimed (a batch cut short by shutdown) goes back to the queue.
         _ = try? await blockingPool.runIfActive { try self.store.releaseClaimedMail() }
         await transport.shutdown()
+    }
+
+    /// How long to sleep when nothing is due: until the next retry is due, at most the poll interval.
+    private func idleWait() async -> Duration {
+        guard let due = try? await blockingPool.runIfActive({ try self.store.nextMailDue() }) else { return pollInterval }
+        let seconds = max(0, due - time.now())
+        return min(pollInterval, .seconds(seconds) + .milliseconds(50))
     }
 
     /// Claims one batch and delivers it; returns how many messages it claimed. One message's
@@ -182,7 +191,7 @@ final class MailDeliveryService: Service, Sendable {
                 logger.error("mail failed permanently; kept as a dead letter", metadata: metadata)
                 return .failedPermanently(reason: error.reason)
             }
-            let retryAt = now + Self.backoff(attempt: mail.attempts)
+            let retryAt = now + Self.backoff(attempt: mail.attempts, delays: retryDelays)
             if retryAt >= mail.expiresAt {
                 metadata["event"] = "mail_expired"
                 logger.warning("mail delivery failed and the link expires before the next try", metadata: metadata)
@@ -195,9 +204,10 @@ final class MailDeliveryService: Service, Sendable {
         }
     }
 
-    /// 5 s, 10 s, 20 s … capped at 5 minutes, plus up to 20 % jitter.
-    static func backoff(attempt: Int) -> Int64 {
-        let base = min(Int64(5) << Int64(min(max(attempt - 1, 0), 10)), 300)
+    /// Doubles from the minimum delay (5 s, 10 s, 20 s …) up to the maximum (5 min), plus up to
+    /// 20 % jitter so that a recovering server is not hit by every message at once.
+    static func backoff(attempt: Int, delays: ClosedRange<Int64>) -> Int64 {
+        let base = min(delays.lowerBound << Int64(min(max(attempt - 1, 0), 20)), delays.upperBound)
         return base + Int64.random(in: 0...(base / 5))
     }
 }

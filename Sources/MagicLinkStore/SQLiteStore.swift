@@ -131,7 +131,13 @@ public final class SQLiteStore: AuthStore, @unchecked Sendable {
 
     /// The earliest time a queued message becomes due, if any.
     public func nextMailDue() throws -> Int64? {
-        try writeRaw { try $0.queryFirst("SELECT min(next_attempt_at) FROM mail_queue WHERE state = 'queued'") { $0.optionalInt64(0) } ?? nil }
+        let connection = try checkOutReader()
+        defer { checkIn(connection) }
+        do {
+            return try connection.queryFirst("SELECT min(next_attempt_at) FROM mail_queue WHERE state = 'queued'") { $0.optionalInt64(0) } ?? nil
+        } catch {
+            throw classify(error)
+        }
     }
 
     public enum MailOutcome: Sendable {

@@ -1,0 +1,124 @@
+// The mail templates compiled into the binary: English (the default), Portuguese and German.
+//
+// A `templates_dir` can override any of these files, one by one, or add locales; the layout and
+// the rules are in TemplateCatalog.swift. These are plain Mustache (https://mustache.github.io):
+//
+//   {{link}}        the sign-in link                     {{app_name}}   the app's name
+//   {{email}}       the recipient's address              {{locale}}     the locale used, e.g. "pt"
+//   {{minutes}}     whole minutes until the link expires {{expires_at}} expiry, Unix seconds
+//   {{#one_minute}}…{{/one_minute}}{{^one_minute}}…{{/one_minute}}  singular / plural of minutes
+//   {{subject}}     the rendered subject (text and HTML bodies only)
+//
+// The subject and the text body are plain text: nothing is escaped there (the catalog adds the
+// `{{% CONTENT_TYPE: TEXT}}` pragma itself). In the HTML body every `{{variable}}` is
+// HTML-escaped, attribute-safe included (`&` → `&amp;`, `"` → `&quot;`). The subject is folded
+// onto one line after rendering.
+
+/// The three parts of one kind of message, as Mustache source.
+struct TemplateSources: Sendable {
+    var subject: String
+    var text: String
+    var html: String
+}
+
+enum DefaultTemplates {
+    /// Locale tag (lower-case) → kind → sources. Every kind has an entry for the default locale.
+    static let all: [String: [MailKind: TemplateSources]] = [
+        "en": [.login: loginEnglish],
+        "pt": [.login: loginPortuguese],
+        "de": [.login: loginGerman],
+    ]
+
+    // MARK: - English (default)
+
+    static let loginEnglish = TemplateSources(
+        subject: "Your sign-in link for {{app_name}}",
+        text: """
+            Hello,
+
+            Use this link to sign in to {{app_name}}:
+
+            {{link}}
+
+            The link works once and expires in {{#one_minute}}1 minute{{/one_minute}}{{^one_minute}}{{minutes}} minutes{{/one_minute}}.
+            If you did not ask to sign in, you can ignore this email: nobody can sign in without the link.
+
+            """,
+        html: """
+            <!DOCTYPE html>
+            <html lang="{{locale}}"><head><meta charset="utf-8"><title>{{subject}}</title></head>
+            <body style="font-family: sans-serif; line-height: 1.5">
+            <p>Hello,</p>
+            <p>Use this link to sign in to {{app_name}}:</p>
+            <p><a href="{{link}}" style="display: inline-block; padding: 10px 18px; background: #2f5bd3; color: #ffffff; text-decoration: none; border-radius: 4px">Sign in to {{app_name}}</a></p>
+            <p style="font-size: small">Or paste this address into your browser:<br>{{link}}</p>
+            <p style="font-size: small">The link works once and expires in {{#one_minute}}1 minute{{/one_minute}}{{^one_minute}}{{minutes}} minutes{{/one_minute}}. If you did not ask to sign in, you can ignore this email: nobody can sign in without the link.</p>
+            </body></html>
+
+            """
+    )
+
+    // MARK: - Portuguese
+    //
+    // Written to read naturally in Brazil and in Portugal: no "você"/"tu", no "acessar"/"aceder",
+    // "e-mail" and "navegador", which both use.
+
+    static let loginPortuguese = TemplateSources(
+        subject: "O seu link para entrar em {{app_name}}",
+        text: """
+            Olá,
+
+            Use este link para entrar em {{app_name}}:
+
+            {{link}}
+
+            O link só pode ser usado uma vez e expira em {{#one_minute}}1 minuto{{/one_minute}}{{^one_minute}}{{minutes}} minutos{{/one_minute}}.
+            Se não pediu este link, pode ignorar este e-mail: ninguém consegue entrar sem ele.
+
+            """,
+        html: """
+            <!DOCTYPE html>
+            <html lang="{{locale}}"><head><meta charset="utf-8"><title>{{subject}}</title></head>
+            <body style="font-family: sans-serif; line-height: 1.5">
+            <p>Olá,</p>
+            <p>Use este link para entrar em {{app_name}}:</p>
+            <p><a href="{{link}}" style="display: inline-block; padding: 10px 18px; background: #2f5bd3; color: #ffffff; text-decoration: none; border-radius: 4px">Entrar em {{app_name}}</a></p>
+            <p style="font-size: small">Ou copie e cole este endereço no navegador:<br>{{link}}</p>
+            <p style="font-size: small">O link só pode ser usado uma vez e expira em {{#one_minute}}1 minuto{{/one_minute}}{{^one_minute}}{{minutes}} minutos{{/one_minute}}. Se não pediu este link, pode ignorar este e-mail: ninguém consegue entrar sem ele.</p>
+            </body></html>
+
+            """
+    )
+
+    // MARK: - German
+    //
+    // Formal "Sie"; after the salutation "Hallo," the letter goes on in lower case, as German
+    // letters do.
+
+    static let loginGerman = TemplateSources(
+        subject: "Ihr Anmeldelink für {{app_name}}",
+        text: """
+            Hallo,
+
+            mit diesem Link melden Sie sich bei {{app_name}} an:
+
+            {{link}}
+
+            Der Link kann nur einmal verwendet werden und läuft in {{#one_minute}}einer Minute{{/one_minute}}{{^one_minute}}{{minutes}} Minuten{{/one_minute}} ab.
+            Falls Sie keine Anmeldung angefordert haben, können Sie diese E-Mail ignorieren: Ohne den Link kann sich niemand anmelden.
+
+            """,
+        html: """
+            <!DOCTYPE html>
+            <html lang="{{locale}}"><head><meta charset="utf-8"><title>{{subject}}</title></head>
+            <body style="font-family: sans-serif; line-height: 1.5">
+            <p>Hallo,</p>
+            <p>mit diesem Link melden Sie sich bei {{app_name}} an:</p>
+            <p><a href="{{link}}" style="display: inline-block; padding: 10px 18px; background: #2f5bd3; color: #ffffff; text-decoration: none; border-radius: 4px">Bei {{app_name}} anmelden</a></p>
+            <p style="font-size: small">Oder kopieren Sie diese Adresse in die Adresszeile Ihres Browsers:<br>{{link}}</p>
+            <p style="font-size: small">Der Link kann nur einmal verwendet werden und läuft in {{#one_minute}}einer Minute{{/one_minute}}{{^one_minute}}{{minutes}} Minuten{{/one_minute}} ab. Falls Sie keine Anmeldung angefordert haben, können Sie diese E-Mail ignorieren: Ohne den Link kann sich niemand anmelden.</p>
+            </body></html>
+
+            """
+    )
+}
