@@ -10,6 +10,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
@@ -38,13 +40,27 @@ let package = Package(
         .target(name: "MagicLinkStore", dependencies: ["CSQLite", "MagicLinkCore"]),
 
         // Message building (RFC 5322 / MIME), Maildir, transports, the login mail's words.
-        .target(name: "MagicLinkMail"),
+        .target(
+            name: "MagicLinkMail",
+            dependencies: [.product(name: "Mustache", package: "swift-mustache")]
+        ),
+
+        // SMTP submission client (STARTTLS / implicit TLS, AUTH, pipelining): no package does it.
+        .target(
+            name: "MagicLinkSMTP",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
 
         // Socket server, dispatch, configuration, services.
         .target(
             name: "MagicLinkServer",
             dependencies: [
-                "MagicLinkProtocol", "MagicLinkCore", "MagicLinkStore", "MagicLinkMail",
+                "MagicLinkProtocol", "MagicLinkCore", "MagicLinkStore", "MagicLinkMail", "MagicLinkSMTP",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -69,6 +85,7 @@ let package = Package(
         .testTarget(name: "MagicLinkCoreTests", dependencies: ["MagicLinkCore"]),
         .testTarget(name: "MagicLinkStoreTests", dependencies: ["MagicLinkStore", "MagicLinkCore"]),
         .testTarget(name: "MagicLinkMailTests", dependencies: ["MagicLinkMail"]),
+        .testTarget(name: "MagicLinkSMTPTests", dependencies: ["MagicLinkSMTP"]),
         .testTarget(name: "MagicLinkServerTests", dependencies: ["MagicLinkServer", "MagicLinkProtocol", "MagicLinkCore", "MagicLinkStore"]),
     ]
 )

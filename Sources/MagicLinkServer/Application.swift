@@ -72,7 +72,7 @@ public func buildApplication(configuration: Configuration, logger: Logger,
     case .outbox: transport = try OutboxTransport(directory: configuration.outboxDir, executor: blockingPool)
     case .log: transport = LogTransport()
     case .sendmail: transport = SendmailTransport(path: configuration.sendmailPath, executor: blockingPool)
-    case .smtp: transport = try makeSMTPTransport(configuration)
+    case .smtp: transport = try makeSMTPTransport(configuration, group: MultiThreadedEventLoopGroup.singleton)
     }
 
     let wakeup = MailWakeup()
@@ -81,7 +81,8 @@ public func buildApplication(configuration: Configuration, logger: Logger,
                                 maxLineBytes: configuration.maxLineBytes, logger: logger, mailWakeup: wakeup)
     let server = SocketServer(path: configuration.socket, mode: configuration.socketMode, dispatcher: dispatcher,
                               group: MultiThreadedEventLoopGroup.singleton, logger: logger)
-    let composer = MailComposer(sealer: sealer, policy: policy, from: configuration.fromMailbox, appName: configuration.appName)
+    let composer = MailComposer(sealer: sealer, policy: policy, from: configuration.fromMailbox, appName: configuration.appName,
+                                templates: try configuration.templateCatalog())
     let mail = MailDeliveryService(store: store, transport: transport, composer: composer,
                                    blockingPool: blockingPool, wakeup: wakeup, logger: logger, time: time,
                                    retryDelays: configuration.mailRetryMinDelay...configuration.mailRetryMaxDelay)
@@ -99,9 +100,4 @@ public func buildApplication(configuration: Configuration, logger: Logger,
         logger: logger))
     return Application(configuration: configuration, store: store, server: server, serviceGroup: group,
                        blockingPool: blockingPool, logger: logger)
-}
-
-/// Placeholder until the SMTP client lands.
-func makeSMTPTransport(_ configuration: Configuration) throws -> any MailTransport {
-    throw ConfigurationError(key: "mail_transport", source: "configuration", message: "smtp is not available in this build")
 }

@@ -191,6 +191,15 @@ public struct Configuration: Sendable {
         ]
     }
 
+    /// The mail templates: built-in, overridden from `templates_dir`. Parsing errors name the file.
+    public func templateCatalog() throws(ConfigurationError) -> TemplateCatalog {
+        do {
+            return try TemplateCatalog(directory: templatesDir)
+        } catch {
+            throw ConfigurationError(key: "templates_dir", source: templatesDir ?? "built-in templates", message: error.description)
+        }
+    }
+
     /// The Mailbox of `mail_from` (validated at load).
     public var fromMailbox: Mailbox { (try? Mailbox(parsing: mailFrom)) ?? Mailbox(address: "no-reply@localhost") }
 

@@ -1,5 +1,6 @@
 import Logging
 import MagicLinkCore
+import MagicLinkMail
 import MagicLinkProtocol
 import NIOCore
 import NIOPosix
@@ -66,10 +67,18 @@ final class Dispatcher: Sendable {
             ]
 
         case "start":
+            var locale: String?
+            if let tag = try params.optionalString("locale") {
+                guard let normalized = TemplateCatalog.normalizedLocale(tag) else {
+                    throw WireError.invalidField("params.locale", "must be a BCP 47 language tag such as pt-BR.")
+                }
+                locale = normalized
+            }
             let start = StartRequest(email: try params.requiredString("email"),
                                      redirect: try params.optionalString("redirect"),
                                      ip: try params.optionalString("ip"),
-                                     userAgent: try params.optionalString("user_agent"))
+                                     userAgent: try params.optionalString("user_agent"),
+                                     locale: locale)
             do {
                 let result = try await blocking { try self.authenticator.start(start) }
                 logger.info("login requested", metadata: ["event": "start", "email": "\(result.maskedEmail)", "message_id": "\(result.messageID)"])
@@ -78,6 +87,8 @@ final class Dispatcher: Sendable {
             } catch let error as AuthError {
                 if case .rateLimited(let retry) = error {
                     logger.notice("login request rate limited", metadata: ["event": "start_refused", "retry_after_s": "\(retry)"])
+                } else if case .mailQueueFull = error {
+                    logger.error("mail queue full: start refused (is the mail server reachable?)", metadata: ["event": "start_refused", "reason": "mail_queue_full"])
                 }
                 throw error
             }

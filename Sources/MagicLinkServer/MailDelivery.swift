@@ -219,13 +219,15 @@ struct MailComposer: Sendable {
     let policy: AuthPolicy
     let from: Mailbox
     let appName: String
+    let templates: TemplateCatalog
 
     func compose(_ mail: QueuedMail, token: String, now: Int64) throws -> Delivery {
         let link = policy.link(for: token)
-        let content = LoginMailContent(appName: appName, link: link,
-                                       minutesValid: max(1, (mail.expiresAt - mail.createdAt + 59) / 60))
-        let message = MailMessage(from: from, to: Mailbox(address: mail.recipient), subject: content.subject,
-                                  textBody: content.text, htmlBody: content.html, messageID: mail.messageID, date: now)
+        // "Expires in N minutes" counts from when the link was made, as the user reads it soon after.
+        let words = try templates.render(.login, locale: mail.locale, link: link, appName: appName,
+                                         email: mail.recipient, expiresAt: mail.expiresAt, now: mail.createdAt)
+        let message = MailMessage(from: from, to: Mailbox(address: mail.recipient), subject: words.subject,
+                                  textBody: words.text, htmlBody: words.html, messageID: mail.messageID, date: now)
         return Delivery(message: message, link: link)
     }
 }

@@ -108,7 +108,14 @@ struct CheckConfig: AsyncParsableCommand {
 
     func run() async throws {
         let c = try options.load()
-        for (key, value) in c.effectiveSettings { print("\(key): \(value)") }
+        do {
+            let templates = try c.templateCatalog()
+            for (key, value) in c.effectiveSettings { print("\(key): \(value)") }
+            print("template locales: \(templates.locales.joined(separator: ", "))")
+        } catch {
+            printError("magiclinkd: \(error)")
+            throw ExitCode(78)
+        }
         printError("magiclinkd: configuration OK")
     }
 }

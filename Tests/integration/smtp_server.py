@@ -109,10 +109,11 @@ class Handler:
     data_attempts: list = field(default_factory=list)  # raw content of every DATA, accepted or not
     auth_attempts: list = field(default_factory=list)  # (login, tls)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    implicit_tls: bool = False
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         with self.lock:
-            self.mail_commands.append((session.ssl is not None, bool(session.authenticated)))
+            self.mail_commands.append((session.ssl is not None or self.implicit_tls, bool(session.authenticated)))
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 OK"
@@ -137,7 +138,7 @@ class Handler:
                     mail_from=envelope.mail_from,
                     rcpt_tos=list(envelope.rcpt_tos),
                     content=content,
-                    tls=session.ssl is not None,
+                    tls=session.ssl is not None or self.implicit_tls,
                     authenticated=bool(session.authenticated),
                 )
             )
@@ -160,7 +161,7 @@ class SMTPServer:
         self.mode = mode
         self.auth = auth
         self.port = port or free_port()
-        self.handler = Handler()
+        self.handler = Handler(implicit_tls=(mode == "tls"))
         self.controller: Controller | None = None
 
     def _authenticator(self, server, session, envelope, mechanism, auth_data):
@@ -168,15 +169,17 @@ class SMTPServer:
             login = auth_data.login.decode()
             password = auth_data.password.decode()
             with self.handler.lock:
-                self.handler.auth_attempts.append((login, session.ssl is not None))
+                self.handler.auth_attempts.append((login, session.ssl is not None or self.mode == "tls"))
             return AuthResult(success=(login == SMTP_USER and password == SMTP_PASSWORD))
         return AuthResult(success=False)
 
     def start(self) -> "SMTPServer":
         kwargs = dict(hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=True, decode_data=False)
         if self.auth:
+            # aiosmtpd does not count implicit TLS as TLS for auth_require_tls, so only the
+            # STARTTLS server asks for it (the implicit-TLS port speaks nothing but TLS anyway).
             kwargs.update(authenticator=self._authenticator, auth_required=True,
-                          auth_require_tls=(self.mode != "plain"))
+                          auth_require_tls=(self.mode == "starttls"))
         if self.mode == "starttls":
             kwargs.update(tls_context=self.ca.server_context(), require_starttls=True)
         elif self.mode == "tls":
