@@ -53,6 +53,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
             ]
         ),
 
@@ -85,7 +86,17 @@ let package = Package(
         .testTarget(name: "MagicLinkCoreTests", dependencies: ["MagicLinkCore"]),
         .testTarget(name: "MagicLinkStoreTests", dependencies: ["MagicLinkStore", "MagicLinkCore"]),
         .testTarget(name: "MagicLinkMailTests", dependencies: ["MagicLinkMail"]),
-        .testTarget(name: "MagicLinkSMTPTests", dependencies: ["MagicLinkSMTP"]),
+        .testTarget(
+            name: "MagicLinkSMTPTests",
+            dependencies: [
+                "MagicLinkSMTP",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
         .testTarget(name: "MagicLinkServerTests", dependencies: ["MagicLinkServer", "MagicLinkProtocol", "MagicLinkCore", "MagicLinkStore"]),
     ]
 )

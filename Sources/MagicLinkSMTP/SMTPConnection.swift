@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import NIOSSL
@@ -6,15 +7,16 @@ import NIOSSL
 /// nothing about SMTP's order of commands: that is `SMTPSession`'s job.
 ///
 /// The channel's only handlers are the optional TLS handler and `SMTPReplyHandler`; every
-/// operation hops to the event loop and looks the handler up there, so nothing non-Sendable
-/// escapes the loop.
+/// operation hops to the event loop to talk to the handler, which never leaves the loop.
 final class SMTPConnection: Sendable {
     let channel: any Channel
-    let openedAt: ContinuousClock.Instant
+    /// Held here, not looked up in the pipeline: a closed channel drops its handlers, and the
+    /// reason it closed (a TLS failure, an injection) must still be reported.
+    private let handler: NIOLoopBound<SMTPReplyHandler>
 
-    private init(channel: any Channel) {
+    private init(channel: any Channel, handler: NIOLoopBound<SMTPReplyHandler>) {
         self.channel = channel
-        self.openedAt = .now
+        self.handler = handler
     }
 
     /// Connects within `timeout`. With `implicitTLS`, TLS starts on the first byte and a failed
@@ -26,6 +28,7 @@ final class SMTPConnection: Sendable {
         timeout: Duration,
         group: any EventLoopGroup
     ) async throws(SMTPError) -> SMTPConnection {
+        let handlerBox = NIOLockedValueBox<NIOLoopBound<SMTPReplyHandler>?>(nil)
         let bootstrap = ClientBootstrap(group: group)
             .connectTimeout(TimeAmount(timeout))
             .channelOption(.socketOption(.so_keepalive), value: 1)
@@ -34,12 +37,18 @@ final class SMTPConnection: Sendable {
                     if let implicitTLS {
                         try channel.pipeline.syncOperations.addHandler(implicitTLS.makeHandler())
                     }
-                    try channel.pipeline.syncOperations.addHandler(SMTPReplyHandler(implicitTLS: implicitTLS != nil))
+                    let handler = SMTPReplyHandler(implicitTLS: implicitTLS != nil)
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                    handlerBox.withLockedValue { $0 = NIOLoopBound(handler, eventLoop: channel.eventLoop) }
                 }
             }
         do {
             let channel = try await bootstrap.connect(host: host, port: port).get()
-            return SMTPConnection(channel: channel)
+            guard let handler = handlerBox.withLockedValue({ $0 }) else {
+                channel.close(promise: nil)
+                throw SMTPError(.connect, "connection to \(host):\(port) was not set up")
+            }
+            return SMTPConnection(channel: channel, handler: handler)
         } catch let error as ChannelError {
             if case .connectTimeout = error {
                 throw SMTPError(.timeout, "could not connect to \(host):\(port) within \(timeout)")
@@ -52,19 +61,14 @@ final class SMTPConnection: Sendable {
         }
     }
 
-    /// Runs `body` on the event loop with the reply handler, or fails if it is gone.
+    /// Runs `body` on the event loop with the reply handler.
     private func withHandler<T: Sendable>(
         _ body: @escaping @Sendable (SMTPReplyHandler, EventLoopPromise<T>) -> Void
     ) async throws(SMTPError) -> T {
-        let channel = self.channel
+        let handler = self.handler
         let promise = channel.eventLoop.makePromise(of: T.self)
         channel.eventLoop.execute {
-            do {
-                let handler = try channel.pipeline.syncOperations.handler(type: SMTPReplyHandler.self)
-                body(handler, promise)
-            } catch {
-                promise.fail(SMTPError(.closed, "connection is closed"))
-            }
+            body(handler.value, promise)
         }
         do {
             return try await promise.futureResult.get()
@@ -128,16 +132,16 @@ final class SMTPConnection: Sendable {
     }
 
     func armIdleTimer(_ duration: Duration) {
-        let channel = self.channel
+        let handler = self.handler
         channel.eventLoop.execute {
-            try? channel.pipeline.syncOperations.handler(type: SMTPReplyHandler.self).armIdleTimer(duration)
+            handler.value.armIdleTimer(duration)
         }
     }
 
     private func recordedFailure() async -> SMTPError? {
-        let channel = self.channel
+        let handler = self.handler
         return try? await channel.eventLoop.submit {
-            try? channel.pipeline.syncOperations.handler(type: SMTPReplyHandler.self).failure
+            handler.value.failure
         }.get()
     }
 

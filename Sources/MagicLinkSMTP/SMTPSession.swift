@@ -26,7 +26,9 @@ struct SMTPSession: Sendable {
             let capabilities = try await greetAndNegotiate(connection, configuration: configuration, tls: tls)
             return SMTPSession(connection: connection, capabilities: capabilities)
         } catch {
-            if error.replyCode != nil, error.kind != .timeout {
+            // Say goodbye when the server is still in step with us (it answered, or we chose
+            // to stop); a timeout, a TLS failure or garbage has already closed the connection.
+            if error.replyCode != nil || error.kind == .startTLSNotOffered || error.kind == .authentication {
                 await connection.quit(timeout: min(configuration.replyTimeout, .seconds(5)))
             } else {
                 connection.close()

@@ -94,6 +94,11 @@ struct SMTPTransaction: Sendable {
     /// nil when `reply` has the expected first digit; otherwise the error to report.
     static func check(_ reply: SMTPReply, _ step: String, expect digit: Int) -> SMTPError? {
         if reply.code / 100 == digit { return nil }
+        if reply.code == 530 {
+            // "Authentication required" / "Must issue a STARTTLS command first" (RFC 4954, 3207):
+            // our configuration is wrong, not the message. Transient, like other AUTH/TLS problems.
+            return SMTPError(.authentication, "server requires authentication or TLS before \(step)", reply: reply)
+        }
         if reply.isPermanentFailure {
             return SMTPError(.rejected, "server rejected \(step)", reply: reply, permanent: true)
         }

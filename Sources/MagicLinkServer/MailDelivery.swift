@@ -69,6 +69,9 @@ final class MailDeliveryService: Service, Sendable {
     let pollInterval: Duration
     let batchSize: Int
     let retryDelays: ClosedRange<Int64>
+    /// How long a delivery in progress may go on once shutdown has begun.
+    let shutdownGrace: Duration = .seconds(3)
+    private let shutdown = ShutdownGate()
 
     init(store: SQLiteStore, transport: any MailTransport, composer: MailComposer, blockingPool: NIOThreadPool,
          wakeup: MailWakeup, logger: Logger, time: any TimeSource = SystemTime(),
@@ -90,12 +93,11 @@ final class MailDeliveryService: Service, Sendable {
         if released > 0 {
             logger.notice("mail claimed before a crash handed back to the queue", metadata: ["event": "mail_requeued", "messages": "\(released)"])
         }
-        let stopping = NIOLockedValueBox(false)
         await withGracefulShutdownHandler {
-            while !stopping.withLockedValue({ $0 }) && !Task.isCancelled {
+            while !shutdown.hasBegun && !Task.isCancelled {
                 let handled: Int
                 do {
-                    handled = try await deliverDueBatch { stopping.withLockedValue { $0 } }
+                    handled = try await deliverDueBatch { self.shutdown.hasBegun }
                 } catch is CancellationError {
                     break
                 } catch {
@@ -105,12 +107,13 @@ final class MailDeliveryService: Service, Sendable {
                 if handled == 0 { await wakeup.wait(upTo: await idleWait()) }
             }
         } onGracefulShutdown: {
-            stopping.withLockedValue { $0 = true }
+            self.shutdown.begin()
             self.wakeup.signal()
         }
         // Whatever is still claimed (a batch cut short by shutdown) goes back to the queue.
         _ = try? await blockingPool.runIfActive { try self.store.releaseClaimedMail() }
-        await transport.shutdown()
+        let transport = self.transport
+        _ = await shutdown.bounded(by: shutdownGrace) { await transport.shutdown() }
     }
 
     /// How long to sleep when nothing is due: until the next retry is due, at most the poll interval.
@@ -178,13 +181,28 @@ final class MailDeliveryService: Service, Sendable {
             logger.error("cannot render the message", metadata: metadata)
             return .failedPermanently(reason: "cannot render: \(error)")
         }
-        do {
-            let note = try await transport.deliver(delivery)
+        // A send in progress when shutdown begins gets `shutdownGrace` to finish; then the message
+        // goes back to the queue (at least once: the server may have it already).
+        let transport = self.transport
+        let attempt = await shutdown.bounded(by: shutdownGrace) { () -> Result<String, MailTransportError> in
+            do throws(MailTransportError) {
+                return .success(try await transport.deliver(delivery))
+            } catch {
+                return .failure(error)
+            }
+        }
+        guard let attempt else {
+            metadata["event"] = "mail_requeued"
+            logger.notice("shutdown interrupted a delivery; the message goes back to the queue", metadata: metadata)
+            return .retry(at: now, reason: "interrupted by shutdown")
+        }
+        switch attempt {
+        case .success(let note):
             metadata["event"] = "mail_sent"
             metadata["via"] = "\(note)"
             logger.info("mail sent", metadata: metadata)
             return .sent
-        } catch {
+        case .failure(let error):
             metadata["error"] = "\(error.reason)"
             if error.permanent {
                 metadata["event"] = "mail_failed"
@@ -272,5 +290,69 @@ final class MaintenanceService: Service, Sendable {
             }
             _ = try? await cancelWhenGracefulShutdown { try await Task.sleep(for: self.interval) }
         }
+    }
+}
+
+/// Lets work in progress see that shutdown began, and bounds how long it may still take.
+final class ShutdownGate: Sendable {
+    private struct State {
+        var begun = false
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+    private let state = NIOLockedValueBox(State())
+
+    var hasBegun: Bool { state.withLockedValue { $0.begun } }
+
+    func begin() {
+        let waiters = state.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
+            state.begun = true
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    func wait() async {
+        await withCheckedContinuation { continuation in
+            let now = state.withLockedValue { state -> Bool in
+                if state.begun { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if now { continuation.resume() }
+        }
+    }
+
+    /// The operation's result, or nil when shutdown began and `grace` passed first. The operation
+    /// is not cancelled (an SMTP exchange cannot be cut cleanly); its result is dropped.
+    func bounded<T: Sendable>(by grace: Duration, _ operation: @escaping @Sendable () async -> T) async -> T? {
+        let outcome = Once<T?>()
+        return await withCheckedContinuation { continuation in
+            outcome.setContinuation(continuation)
+            Task { outcome.resume(with: await operation()) }
+            Task {
+                await self.wait()
+                try? await Task.sleep(for: grace)
+                outcome.resume(with: nil)
+            }
+        }
+    }
+}
+
+/// Resumes a continuation exactly once, with whichever value comes first.
+private final class Once<T: Sendable>: Sendable {
+    private let state = NIOLockedValueBox<(continuation: CheckedContinuation<T, Never>?, done: Bool)>((nil, false))
+
+    func setContinuation(_ continuation: CheckedContinuation<T, Never>) {
+        state.withLockedValue { $0.continuation = continuation }
+    }
+
+    func resume(with value: T) {
+        let continuation = state.withLockedValue { state -> CheckedContinuation<T, Never>? in
+            guard !state.done, let continuation = state.continuation else { return nil }
+            state.done = true
+            return continuation
+        }
+        continuation?.resume(returning: value)
     }
 }

@@ -14,7 +14,7 @@ final class SMTPTransactionTests: XCTestCase {
         await client.shutdown()
 
         XCTAssertEqual(reply, "250 2.0.0 Ok: queued as ABC1")
-        XCTAssertTrue(await server.waitUntil { $0.lines.last == "QUIT" })
+        await assertEventually(server) { $0.lines.last == "QUIT" }
         XCTAssertEqual(server.lines, [
             "EHLO localhost", "MAIL FROM:<login@shop.example>", "RCPT TO:<alice@example.com>", "DATA", ".", "QUIT",
         ])
@@ -54,7 +54,8 @@ final class SMTPTransactionTests: XCTestCase {
         var options = ScriptedSMTPServer.Options()
         options.capabilities = ["PIPELINING"]
         let server = try await ScriptedSMTPServer.start(options: options, group: testGroup) { command in
-            command.verb == "RCPT" ? .reply("550 5.1.1 <nobody@example.com>: Recipient address rejected") : nil
+            command.line == "RCPT TO:<nobody@example.com>"
+                ? .reply("550 5.1.1 <nobody@example.com>: Recipient address rejected") : nil
         }
         defer { Task { await server.stop() } }
         let client = SMTPClient(configuration: plaintextConfiguration(server), eventLoopGroup: testGroup)
@@ -66,7 +67,7 @@ final class SMTPTransactionTests: XCTestCase {
         XCTAssertEqual(error?.replyCode, 550)
         XCTAssertEqual(error?.isPermanent, true)
         // DATA got 354 from this lax server: the client ends it with an empty body, then RSETs.
-        XCTAssertTrue(await server.waitUntil { $0.lines.last == "RSET" })
+        await assertEventually(server) { $0.lines.last == "RSET" }
         XCTAssertEqual(Array(server.lines.suffix(2)), [".", "RSET"])
         XCTAssertEqual(server.messages, [Array(".\r\n".utf8)])
 

@@ -205,7 +205,9 @@ private final class ScriptedSessionHandler: ChannelInboundHandler {
                 server.record(message: Array(buffer[..<end]))
                 buffer.removeFirst(end)
                 inData = false
-                guard act(on: ReceivedCommand(line: ".", tls: tls, connection: connection, read: reads), context: context) else { return }
+                let endOfData = ReceivedCommand(line: ".", tls: tls, connection: connection, read: reads)
+                server.record(endOfData)
+                guard act(on: endOfData, context: context) else { return }
             } else {
                 guard let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) else { return }
                 var lineBytes = buffer[..<newline]
@@ -241,7 +243,6 @@ private final class ScriptedSessionHandler: ChannelInboundHandler {
             authLoginStep = 1
         }
         if command.verb == "DATA", case .reply(let text) = action, text.hasPrefix("354") { inData = true }
-        if command.verb == "DATA", case .deferred(let text) = action, text.hasPrefix("354") { inData = true }
         switch action {
         case .reply(let text):
             send(text + "\r\n", context: context)

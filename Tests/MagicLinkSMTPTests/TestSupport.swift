@@ -48,3 +48,14 @@ extension ScriptedSMTPServer {
         commands.filter { $0.connection == connection }.map(\.line)
     }
 }
+
+/// Fails unless `condition` becomes true within a few seconds (server state settles asynchronously).
+func assertEventually(
+    _ server: ScriptedSMTPServer,
+    file: StaticString = #filePath,
+    line: UInt = #line,
+    _ condition: (ScriptedSMTPServer) -> Bool
+) async {
+    let settled = await server.waitUntil(condition)
+    XCTAssertTrue(settled, "condition not met; server saw \(server.lines)", file: file, line: line)
+}
