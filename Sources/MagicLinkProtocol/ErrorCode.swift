@@ -10,6 +10,7 @@ public struct ErrorCode: Hashable, Sendable, CustomStringConvertible {
         case rateLimited = "rate_limited"
         case invalidToken = "invalid_token"
         case invalidSession = "invalid_session"
+        case permissionDenied = "permission_denied"
         case unavailable = "unavailable"
         case internalError = "internal_error"
     }
@@ -33,6 +34,7 @@ public struct ErrorCode: Hashable, Sendable, CustomStringConvertible {
     public static let rateLimited = ErrorCode(.rateLimited)
     public static let invalidToken = ErrorCode(.invalidToken)
     public static let invalidSession = ErrorCode(.invalidSession)
+    public static let permissionDenied = ErrorCode(.permissionDenied)
     public static let unavailable = ErrorCode(.unavailable)
     public static let internalError = ErrorCode(.internalError)
 }

@@ -2,6 +2,7 @@ import Logging
 import MagicLinkCore
 import MagicLinkMail
 import MagicLinkStore
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
@@ -50,12 +51,25 @@ public final class Application: Sendable {
 
 /// Builds the daemon from a configuration: opens (and migrates) the database, loads the
 /// sealing key, picks the mail transport. Fails early with a clear error; binds nothing yet.
+///
+/// `reloadConfiguration` reads the configuration again on SIGHUP (nil: SIGHUP is ignored).
 public func buildApplication(configuration: Configuration, logger: Logger,
+                             reloadConfiguration: (@Sendable () throws -> Configuration)? = nil,
                              time: any TimeSource = SystemTime(), random: any RandomSource = SystemRandom()) throws -> Application {
     // Files we create (database, key, WAL) are private; the socket is widened explicitly.
     umask(0o077)
-    // Refuse early (before touching the database) when the socket path is taken.
-    try prepareSocketPath(configuration.socket)
+    let systemd = SystemdEnvironment.take()
+    let listener: SocketServer.Listener
+    if let inherited = systemd.serviceSocket {
+        listener = .inherited(descriptor: inherited, path: configuration.socket)
+    } else {
+        if !systemd.listeningSockets.isEmpty {
+            logger.warning("systemd passed several sockets and none is named magiclinkd; binding the configured path")
+        }
+        // Refuse early (before touching the database) when the socket path is taken.
+        try prepareSocketPath(configuration.socket)
+        listener = .path(configuration.socket, mode: configuration.socketMode)
+    }
 
     let store = try SQLiteStore(path: configuration.database, now: time.now())
     let keyBytes = try loadOrCreateKey(at: configuration.effectiveKeyFile, random: random)
@@ -77,24 +91,37 @@ public func buildApplication(configuration: Configuration, logger: Logger,
 
     let wakeup = MailWakeup()
     let authenticator = Authenticator(policy: policy, store: store, sealer: sealer, time: time, random: random)
+    let rateWindow = max(configuration.rateLimitIPWindow, configuration.rateLimitEmailWindow)
+    let admin = AdminOps(store: store, authenticator: authenticator, blockingPool: blockingPool,
+                         adminUIDs: configuration.adminUIDs, adminGIDs: configuration.adminGIDs,
+                         startedAt: time.now(), rateWindow: rateWindow, time: time, logger: logger)
     let dispatcher = Dispatcher(authenticator: authenticator, blockingPool: blockingPool,
-                                maxLineBytes: configuration.maxLineBytes, logger: logger, mailWakeup: wakeup)
-    let server = SocketServer(path: configuration.socket, mode: configuration.socketMode, dispatcher: dispatcher,
+                                maxLineBytes: configuration.maxLineBytes, logger: logger, mailWakeup: wakeup, admin: admin)
+    let server = SocketServer(listener: listener, dispatcher: dispatcher,
                               group: MultiThreadedEventLoopGroup.singleton, logger: logger)
+    let templates = NIOLockedValueBox(try configuration.templateCatalog())
     let composer = MailComposer(sealer: sealer, policy: policy, from: configuration.fromMailbox, appName: configuration.appName,
-                                templates: try configuration.templateCatalog())
+                                templates: templates)
     let mail = MailDeliveryService(store: store, transport: transport, composer: composer,
                                    blockingPool: blockingPool, wakeup: wakeup, logger: logger, time: time,
                                    retryDelays: configuration.mailRetryMinDelay...configuration.mailRetryMaxDelay)
     let maintenance = MaintenanceService(store: store, blockingPool: blockingPool,
-                                         rateWindow: max(configuration.rateLimitIPWindow, configuration.rateLimitEmailWindow),
+                                         rateWindow: rateWindow,
                                          logger: logger, time: time)
-    // Services shut down in reverse order: the socket first, the mail worker last.
+    let notifier = SystemdNotifier(path: systemd.notifySocket)
+    let reload = ReloadService(reloadConfiguration: reloadConfiguration, templates: templates, notifier: notifier, logger: logger)
+    let systemdService = SystemdService(notifier: notifier,
+                                        watchdogInterval: systemd.watchdogInterval, server: server, store: store,
+                                        blockingPool: blockingPool, logger: logger)
+    // Services shut down in reverse order: systemd hears STOPPING=1 first, then the socket
+    // closes, the mail worker goes last.
     let group = ServiceGroup(configuration: ServiceGroupConfiguration(
         services: [
             .init(service: mail),
             .init(service: maintenance),
+            .init(service: reload),
             .init(service: server),
+            .init(service: systemdService),
         ],
         gracefulShutdownSignals: [.sigterm, .sigint],
         logger: logger))

@@ -34,6 +34,9 @@ public struct Configuration: Sendable {
     public var sendmailPath = "/usr/sbin/sendmail"
     public var templatesDir: String?
     public var mailQueueMax = 10_000
+    /// Besides root, the uids and gids whose processes may call the admin ops.
+    public var adminUIDs: [UInt32] = []
+    public var adminGIDs: [UInt32] = []
     public var mailRetryMinDelay: Int64 = 5
     public var mailRetryMaxDelay: Int64 = 300
     public var tokenTTL: Int64 = 600
@@ -182,6 +185,8 @@ public struct Configuration: Sendable {
             ("smtp_password_file", effectiveSMTPPasswordFile ?? ""), ("smtp_ehlo_name", smtpEHLOName ?? "(host name)"),
             ("smtp_connect_timeout", "\(smtpConnectTimeout)"), ("smtp_reply_timeout", "\(smtpReplyTimeout)"),
             ("sendmail_path", sendmailPath), ("templates_dir", templatesDir ?? "(built-in templates)"),
+            ("admin_uids", adminUIDs.map(String.init).joined(separator: ",")),
+            ("admin_gids", adminGIDs.map(String.init).joined(separator: ",")),
             ("mail_queue_max", "\(mailQueueMax)"), ("mail_retry_min_delay", "\(mailRetryMinDelay)"),
             ("mail_retry_max_delay", "\(mailRetryMaxDelay)"), ("token_ttl", "\(tokenTTL)"), ("session_ttl", "\(sessionTTL)"),
             ("session_idle_ttl", "\(sessionIdleTTL)"), ("session_touch_interval", "\(sessionTouchInterval)"),
@@ -281,6 +286,8 @@ extension Configuration {
         Setting("sendmail_path") { c, v throws(SettingError) in c.sendmailPath = try path(v) },
         Setting("templates_dir") { c, v throws(SettingError) in c.templatesDir = try path(v) },
         Setting("mail_queue_max") { c, v throws(SettingError) in c.mailQueueMax = Int(try integer(v, in: 1...10_000_000)) },
+        Setting("admin_uids", list: true) { c, v throws(SettingError) in c.adminUIDs = try ids(v) },
+        Setting("admin_gids", list: true) { c, v throws(SettingError) in c.adminGIDs = try ids(v) },
         Setting("mail_retry_min_delay") { c, v throws(SettingError) in c.mailRetryMinDelay = try seconds(v) },
         Setting("mail_retry_max_delay") { c, v throws(SettingError) in c.mailRetryMaxDelay = try seconds(v) },
         Setting("token_ttl") { c, v throws(SettingError) in c.tokenTTL = try seconds(v) },
@@ -334,6 +341,17 @@ extension Configuration {
             throw SettingError(reason: "must be a \(allowZero ? "non-negative" : "positive") number of seconds (or with a unit: 90s, 10m, 12h, 30d)")
         }
         return n * unit
+    }
+
+    /// Numeric uids or gids, comma-separated.
+    static func ids(_ v: String) throws(SettingError) -> [UInt32] {
+        var result: [UInt32] = []
+        for part in v.split(separator: ",") {
+            let text = String(part).trimmingWhitespace()
+            guard let id = UInt32(text) else { throw SettingError(reason: "must be numeric ids separated by commas") }
+            result.append(id)
+        }
+        return result
     }
 
     /// A host name or IP literal for SMTP: letters, digits, dots, hyphens, colons (IPv6), no spaces.

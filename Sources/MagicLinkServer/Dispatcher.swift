@@ -8,7 +8,7 @@ import NIOPosix
 /// Turns one request line into one reply line. Decoding and encoding happen on the caller's
 /// task; everything that touches the database runs on `blockingPool`, never on an event loop.
 final class Dispatcher: Sendable {
-    static let ops = ["hello", "start", "callback", "session", "logout", "logout_all"]
+    static let ops = ["hello", "start", "callback", "session", "logout", "logout_all"] + AdminOps.ops
     static let knownOps = Set(ops)
 
     let authenticator: Authenticator
@@ -16,8 +16,12 @@ final class Dispatcher: Sendable {
     let maxLineBytes: Int
     let logger: Logger
     let mailWakeup: MailWakeup
+    /// Nil in tests that exercise only the app ops.
+    let admin: AdminOps?
 
-    init(authenticator: Authenticator, blockingPool: NIOThreadPool, maxLineBytes: Int, logger: Logger, mailWakeup: MailWakeup) {
+    init(authenticator: Authenticator, blockingPool: NIOThreadPool, maxLineBytes: Int, logger: Logger, mailWakeup: MailWakeup,
+         admin: AdminOps? = nil) {
+        self.admin = admin
         self.authenticator = authenticator
         self.blockingPool = blockingPool
         self.maxLineBytes = maxLineBytes
@@ -26,7 +30,7 @@ final class Dispatcher: Sendable {
     }
 
     /// The reply (with its line feed) to one request line.
-    func reply(to line: ByteBuffer) async -> [UInt8] {
+    func reply(to line: ByteBuffer, peer: PeerCredentials = .unknown) async -> [UInt8] {
         let request: Request
         switch line.withUnsafeReadableBytes({ Envelope.decode($0, knownOps: Self.knownOps) }) {
         case .success(let decoded):
@@ -36,7 +40,7 @@ final class Dispatcher: Sendable {
             return Envelope.failure(id: failure.id, error: failure.error)
         }
         do {
-            let result = try await perform(request)
+            let result = try await perform(request, peer: peer)
             return Envelope.success(id: request.id, result: result)
         } catch {
             let wire = ErrorMapping.wireError(for: error)
@@ -54,8 +58,11 @@ final class Dispatcher: Sendable {
             details: ["max_line_bytes": .integer(Int64(maxLineBytes))]))
     }
 
-    private func perform(_ request: Request) async throws -> JSONObject {
+    private func perform(_ request: Request, peer: PeerCredentials) async throws -> JSONObject {
         let params = Params(request.params)
+        if request.op.hasPrefix("admin_"), let admin {
+            return try await admin.perform(request.op, params, peer: peer)
+        }
         switch request.op {
         case "hello":
             return [

@@ -19,6 +19,7 @@ enum ErrorMapping {
         }
     }
 
+
     static func wireError(for error: AuthError) -> WireError {
         switch error {
         case .invalidEmail:

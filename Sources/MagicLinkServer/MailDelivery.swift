@@ -237,10 +237,12 @@ struct MailComposer: Sendable {
     let policy: AuthPolicy
     let from: Mailbox
     let appName: String
-    let templates: TemplateCatalog
+    /// Replaced as a whole on reload (SIGHUP).
+    let templates: NIOLockedValueBox<TemplateCatalog>
 
     func compose(_ mail: QueuedMail, token: String, now: Int64) throws -> Delivery {
         let link = policy.link(for: token)
+        let templates = self.templates.withLockedValue { $0 }
         // "Expires in N minutes" counts from when the link was made, as the user reads it soon after.
         let words = try templates.render(.login, locale: mail.locale, link: link, appName: appName,
                                          email: mail.recipient, expiresAt: mail.expiresAt, now: mail.createdAt)

@@ -11,10 +11,18 @@ import Glibc
 
 /// Serves the line protocol on a Unix domain socket: one child task per connection, requests of
 /// a connection answered in order. On graceful shutdown it stops accepting, lets each busy
-/// connection finish the request in hand, closes idle ones, and removes the socket file it made.
-final class SocketServer: Service, Sendable {
-    let path: String
-    let mode: UInt32
+/// connection finish the request in hand, closes idle ones, and removes the socket file it made
+/// (never one it inherited from systemd).
+final class SocketServer: Service, Sendable, CustomStringConvertible {
+    /// Where connections come from.
+    enum Listener: Sendable {
+        /// Bind this path with this file mode.
+        case path(String, mode: UInt32)
+        /// A listening socket inherited from systemd (socket activation).
+        case inherited(descriptor: Int32, path: String)
+    }
+
+    let listener: Listener
     let dispatcher: Dispatcher
     let group: any EventLoopGroup
     let logger: Logger
@@ -24,10 +32,9 @@ final class SocketServer: Service, Sendable {
     private let ready: NIOLockedValueBox<[CheckedContinuation<Void, Never>]> = .init([])
     private let isReady = NIOLockedValueBox(false)
 
-    init(path: String, mode: UInt32, dispatcher: Dispatcher, group: any EventLoopGroup, logger: Logger,
+    init(listener: Listener, dispatcher: Dispatcher, group: any EventLoopGroup, logger: Logger,
          drainTimeout: Duration = .seconds(10)) {
-        self.path = path
-        self.mode = mode
+        self.listener = listener
         self.dispatcher = dispatcher
         self.group = group
         self.logger = logger
@@ -46,15 +53,33 @@ final class SocketServer: Service, Sendable {
         }
     }
 
+    var description: String {
+        switch listener {
+        case .path(let path, _): return path
+        case .inherited(let fd, let path): return "\(path) (fd \(fd) from systemd)"
+        }
+    }
+
     func run() async throws {
-        try prepareSocketPath(path)
         let maxLine = dispatcher.maxLineBytes
-        let listening = try listenOnUnixSocket(path: path, mode: mode)
-        defer { removeSocketFile(at: path, ifStill: listening) }
+        let descriptor: Int32
+        // Only a socket we made ourselves is ours to remove.
+        let owned: (path: String, socket: ListeningSocket)?
+        switch listener {
+        case .path(let path, let mode):
+            try prepareSocketPath(path)
+            let listening = try listenOnUnixSocket(path: path, mode: mode)
+            owned = (path, listening)
+            descriptor = listening.descriptor
+        case .inherited(let fd, _):
+            owned = nil
+            descriptor = fd
+        }
+        defer { if let owned { removeSocketFile(at: owned.path, ifStill: owned.socket) } }
         let server = try await ServerBootstrap(group: group)
             // A client may shut down its sending side after its last request and still read the replies.
             .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .bind(listening.descriptor) { channel in
+            .bind(descriptor) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     // The buffer limit cuts off a line that never ends; `serve` checks each
                     // complete line too (a whole over-long line can arrive in one read).
@@ -65,8 +90,8 @@ final class SocketServer: Service, Sendable {
             }
         // Adopting a socket makes NIO listen again with its default backlog (128); raise it back
         // so a burst of connections waits in the queue instead of failing with EAGAIN.
-        listen(listening.descriptor, 256)
-        logger.info("listening", metadata: ["socket": "\(path)", "mode": "\(String(mode, radix: 8))"])
+        listen(descriptor, 256)
+        logger.info("listening", metadata: ["socket": "\(description)"])
         isReady.withLockedValue { $0 = true }
         for waiter in ready.withLockedValue({ w -> [CheckedContinuation<Void, Never>] in defer { w = [] }; return w }) {
             waiter.resume()
@@ -85,7 +110,7 @@ final class SocketServer: Service, Sendable {
             }
         } onGracefulShutdown: {
             self.logger.info("shutting down: no longer accepting connections")
-            removeSocketFile(at: self.path, ifStill: listening)
+            if let owned { removeSocketFile(at: owned.path, ifStill: owned.socket) }
             server.channel.close(promise: nil)
         }
     }
@@ -104,6 +129,7 @@ final class SocketServer: Service, Sendable {
     private func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
         let id = connections.add(connection.channel)
         defer { connections.remove(id) }
+        let peer = await PeerCredentials.of(connection.channel)
         do {
             try await connection.executeThenClose { inbound, outbound in
                 do {
@@ -122,7 +148,7 @@ final class SocketServer: Service, Sendable {
                             guard connections.markIdle(id) else { return }
                             continue
                         }
-                        let reply = await dispatcher.reply(to: line)
+                        let reply = await dispatcher.reply(to: line, peer: peer)
                         try await outbound.write(ByteBuffer(bytes: reply))
                         guard connections.markIdle(id) else { return }
                     }

@@ -159,7 +159,9 @@ public final class SQLiteStore: AuthStore, @unchecked Sendable {
                 try connection.run("UPDATE mail_queue SET state = 'expired', finished_at = ?2, sealed_token = NULL WHERE message_id = ?1",
                                    [.text(messageID), .integer(now)])
             case .failedPermanently(let reason):
-                try connection.run("UPDATE mail_queue SET state = 'failed', finished_at = ?2, sealed_token = NULL, last_error = ?3 WHERE message_id = ?1",
+                // The sealed token stays until the link expires, so an admin can retry the
+                // message after fixing the cause (purge drops it with the row's other data).
+                try connection.run("UPDATE mail_queue SET state = 'failed', finished_at = ?2, last_error = ?3 WHERE message_id = ?1",
                                    [.text(messageID), .integer(now), .text(reason)])
             case .retry(let at, let reason):
                 try connection.run("UPDATE mail_queue SET state = 'queued', claimed_at = NULL, next_attempt_at = ?2, last_error = ?3 WHERE message_id = ?1",
@@ -176,6 +178,117 @@ public final class SQLiteStore: AuthStore, @unchecked Sendable {
         return Dictionary(uniqueKeysWithValues: pairs)
     }
 
+    // MARK: administration
+
+    public struct Status: Sendable {
+        public var mail: [String: Int]
+        public var liveSessions: Int
+        public var users: Int
+    }
+
+    public func status(now: Int64) throws -> Status {
+        try readRaw { connection in
+            let mail = try connection.query("SELECT state, count(*) FROM mail_queue GROUP BY state") { ($0.text(0), Int($0.int64(1))) }
+            let live = try connection.queryFirst("SELECT count(*) FROM sessions WHERE expires_at > ?1 AND idle_expires_at > ?1", [.integer(now)]) { Int($0.int64(0)) } ?? 0
+            let users = try connection.queryFirst("SELECT count(*) FROM users") { Int($0.int64(0)) } ?? 0
+            return Status(mail: Dictionary(uniqueKeysWithValues: mail), liveSessions: live, users: users)
+        }
+    }
+
+    public struct SessionListing: Sendable {
+        /// First 16 hex digits of the session id's hash: enough to name it, useless to use it.
+        public var handle: String
+        public var session: SessionRecord
+        public var user: UserRecord
+    }
+
+    /// Live sessions of one user (by id, or by address matched as `user_key`), newest first.
+    public func liveSessions(userID: String?, emailKey: String?, now: Int64, limit: Int = 1_000) throws -> [SessionListing] {
+        try readRaw { connection in
+            try connection.query("""
+                SELECT s.id_hash, s.user_id, s.created_at, s.expires_at, s.idle_expires_at, s.touched_at, s.ip, s.user_agent,
+                       u.email, u.email_key, u.created_at
+                FROM sessions s JOIN users u ON u.id = s.user_id
+                WHERE (?1 IS NULL OR u.id = ?1) AND (?2 IS NULL OR u.email_key = ?2)
+                  AND s.expires_at > ?3 AND s.idle_expires_at > ?3
+                ORDER BY s.created_at DESC LIMIT ?4
+                """, [SQLValue(userID), SQLValue(emailKey), .integer(now), .integer(Int64(limit))]) { row in
+                let hash = row.blob(0)
+                return SessionListing(
+                    handle: hex(hash.prefix(8)),
+                    session: SessionRecord(hash: hash, userID: row.text(1), createdAt: row.int64(2), expiresAt: row.int64(3),
+                                           idleExpiresAt: row.int64(4), touchedAt: row.int64(5), ip: row.optionalText(6),
+                                           userAgent: row.optionalText(7)),
+                    user: UserRecord(id: row.text(1), email: row.text(8), emailKey: row.text(9), createdAt: row.int64(10)))
+            }
+        }
+    }
+
+    public enum RevokeOutcome: Sendable, Equatable { case revoked, notFound, ambiguous(Int) }
+
+    /// Ends the one session whose hash starts with `handle` (hex, at least 8 digits).
+    public func revokeSession(handle: String) throws -> RevokeOutcome {
+        let pattern = handle.uppercased() + "%"
+        return try writeRaw { connection in
+            let matches = try connection.query("SELECT id_hash FROM sessions WHERE hex(id_hash) LIKE ?", [.text(pattern)]) { $0.blob(0) }
+            guard matches.count == 1 else { return matches.isEmpty ? .notFound : .ambiguous(matches.count) }
+            try connection.run("DELETE FROM sessions WHERE id_hash = ?", [.blob(matches[0])])
+            return .revoked
+        }
+    }
+
+    public struct DeadLetter: Sendable {
+        public var messageID: String
+        public var recipient: String
+        public var state: String
+        public var attempts: Int
+        public var createdAt: Int64
+        public var expiresAt: Int64
+        public var finishedAt: Int64?
+        public var lastError: String?
+    }
+
+    /// Messages that failed permanently or expired unsent, newest first.
+    public func deadLetters(limit: Int) throws -> [DeadLetter] {
+        try readRaw { connection in
+            try connection.query("""
+                SELECT message_id, recipient, state, attempts, created_at, expires_at, finished_at, last_error
+                FROM mail_queue WHERE state IN ('failed', 'expired') ORDER BY created_at DESC LIMIT ?
+                """, [.integer(Int64(limit))]) { row in
+                DeadLetter(messageID: row.text(0), recipient: row.text(1), state: row.text(2), attempts: Int(row.int64(3)),
+                           createdAt: row.int64(4), expiresAt: row.int64(5), finishedAt: row.optionalInt64(6),
+                           lastError: row.optionalText(7))
+            }
+        }
+    }
+
+    public enum RetryOutcome: String, Sendable { case queued, notFound = "not_found", notDead = "not_a_dead_letter", linkExpired = "link_expired" }
+
+    /// Puts a dead letter back in the queue, if its link can still be used.
+    public func retryDeadLetter(messageID: String, now: Int64) throws -> RetryOutcome {
+        try writeRaw { connection in
+            guard let (state, expiresAt, hasToken) = try connection.queryFirst(
+                "SELECT state, expires_at, sealed_token IS NOT NULL FROM mail_queue WHERE message_id = ?", [.text(messageID)],
+                row: { ($0.text(0), $0.int64(1), $0.int64(2) != 0) })
+            else { return .notFound }
+            guard state == "failed" || state == "expired" else { return .notDead }
+            guard hasToken, now < expiresAt else { return .linkExpired }
+            try connection.run("UPDATE mail_queue SET state = 'queued', next_attempt_at = ?2, finished_at = NULL WHERE message_id = ?1",
+                               [.text(messageID), .integer(now)])
+            return .queued
+        }
+    }
+
+    private func readRaw<T>(_ body: (Connection) throws -> T) throws -> T {
+        let connection = try checkOutReader()
+        defer { checkIn(connection) }
+        do {
+            return try body(connection)
+        } catch {
+            throw classify(error)
+        }
+    }
+
     // MARK: housekeeping
 
     /// Deletes rows nobody needs any more: dead sessions, tokens a day past expiry (kept that
@@ -189,8 +302,15 @@ public final class SQLiteStore: AuthStore, @unchecked Sendable {
             removed += try connection.run("DELETE FROM login_tokens WHERE expires_at <= ?1", [.integer(now - 86_400)])
             removed += try connection.run("DELETE FROM rate_events WHERE at <= ?1", [.integer(now - rateWindow)])
             removed += try connection.run("DELETE FROM mail_queue WHERE state IN ('sent', 'expired') AND finished_at <= ?1", [.integer(now - 7 * 86_400)])
+            // Dead letters stay for the admin, but a sealed token whose link expired is useless.
+            try connection.run("UPDATE mail_queue SET sealed_token = NULL WHERE state = 'failed' AND sealed_token IS NOT NULL AND expires_at <= ?1", [.integer(now)])
             return removed
         }
+    }
+
+    /// A trivial read, to show the database still answers (for the systemd watchdog).
+    public func ping() throws {
+        _ = try read { tx in try tx.rateEventTimes(key: "", since: Int64.max) }
     }
 
     /// Checkpoints the WAL; called on clean shutdown so the database file stands alone.

@@ -17,7 +17,7 @@ struct MagicLinkCommand: AsyncParsableCommand {
             file (--config or MAGICLINKD_CONFIG) and MAGICLINKD_* environment variables, which win.
             """,
         version: "magiclinkd \(MagicLinkVersion.string)",
-        subcommands: [Serve.self, CheckConfig.self],
+        subcommands: [Serve.self, CheckConfig.self, Status.self, Sessions.self, Revoke.self, DeadLetters.self, Retry.self, Purge.self],
         defaultSubcommand: Serve.self)
 }
 
@@ -26,7 +26,8 @@ struct ConfigOptions: ParsableArguments {
     var config: String?
 
     /// Loads the configuration or exits with status 78 (EX_CONFIG) and a message naming the key.
-    func load() throws -> Configuration {
+    /// `quiet` (reload) throws the error instead of printing it.
+    func load(quiet: Bool = false) throws -> Configuration {
         var environment: [String: String] = [:]
         var pointer = environ
         while let entry = pointer.pointee {
@@ -36,11 +37,15 @@ struct ConfigOptions: ParsableArguments {
             }
             pointer += 1
         }
-        for name in Configuration.unknownEnvironmentNames(environment) {
-            printError("magiclinkd: warning: \(name) is not a known setting and is ignored")
+        if !quiet {
+            for name in Configuration.unknownEnvironmentNames(environment) {
+                printError("magiclinkd: warning: \(name) is not a known setting and is ignored")
+            }
         }
         do {
             return try Configuration.load(file: config ?? environment["MAGICLINKD_CONFIG"], environment: environment)
+        } catch where quiet {
+            throw error
         } catch {
             printError("magiclinkd: \(error)")
             throw ExitCode(78)
@@ -55,17 +60,14 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let configuration = try options.load()
-        let logLevel = configuration.logLevel
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = logLevel
-            return handler
-        }
+        DaemonLogHandler.bootstrap(level: configuration.logLevel)
         let logger = Logger(label: "magiclinkd")
         describe(configuration)
         let application: Application
         do {
-            application = try buildApplication(configuration: configuration, logger: logger)
+            let options = self.options
+            application = try buildApplication(configuration: configuration, logger: logger,
+                                               reloadConfiguration: { try options.load(quiet: true) })
         } catch {
             printError("magiclinkd: cannot start: \(error)")
             throw ExitCode(1)

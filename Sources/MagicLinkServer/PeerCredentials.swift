@@ -1,0 +1,38 @@
+import NIOCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Who is on the other end of a Unix socket connection, from SO_PEERCRED (set by the kernel at
+/// connect time; the peer cannot lie about it).
+struct PeerCredentials: Sendable, Equatable {
+    /// Laid out as Linux's `struct ucred`, which Glibc does not import.
+    struct Raw {
+        var pid: Int32 = 0
+        var uid: UInt32 = 0
+        var gid: UInt32 = 0
+    }
+
+    var pid: Int32
+    var uid: UInt32
+    var gid: UInt32
+
+    /// Unknown peers (no credentials available) are never administrators.
+    static let unknown = PeerCredentials(pid: 0, uid: UInt32.max, gid: UInt32.max)
+
+    static func of(_ channel: any Channel) async -> PeerCredentials {
+        guard let provider = channel as? SocketOptionProvider else { return .unknown }
+        do {
+            let raw: Raw = try await provider.unsafeGetSocketOption(
+                level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED)).get()
+            return PeerCredentials(pid: raw.pid, uid: raw.uid, gid: raw.gid)
+        } catch {
+            return .unknown
+        }
+    }
+
+    /// Root, or a configured admin uid, or a process whose primary gid is a configured admin gid.
+    func isAdministrator(uids: [UInt32], gids: [UInt32]) -> Bool {
+        uid == 0 || uids.contains(uid) || gids.contains(gid)
+    }
+}

@@ -1,0 +1,47 @@
+import Logging
+import MagicLinkMail
+import NIOConcurrencyHelpers
+import ServiceLifecycle
+import UnixSignals
+
+/// SIGHUP: reads the configuration again and applies what can change without a restart — the
+/// mail templates (`templates_dir` and its files) and `log_level` — without dropping connections.
+/// Every other setting needs a restart; a reload that finds one changed says so in the log. A
+/// configuration or template that does not load leaves everything as it was.
+final class ReloadService: Service, Sendable {
+    let reloadConfiguration: (@Sendable () throws -> Configuration)?
+    let templates: NIOLockedValueBox<TemplateCatalog>
+    let notifier: SystemdNotifier
+    let logger: Logger
+
+    init(reloadConfiguration: (@Sendable () throws -> Configuration)?, templates: NIOLockedValueBox<TemplateCatalog>,
+         notifier: SystemdNotifier, logger: Logger) {
+        self.reloadConfiguration = reloadConfiguration
+        self.templates = templates
+        self.notifier = notifier
+        self.logger = logger
+    }
+
+    func run() async throws {
+        let signals = await UnixSignalsSequence(trapping: .sighup)
+        for await _ in signals.cancelOnGracefulShutdown() {
+            reload()
+        }
+    }
+
+    func reload() {
+        guard let reloadConfiguration else { return }
+        notifier.notify("RELOADING=1\nSTATUS=Reloading")
+        defer { notifier.notify("READY=1\nSTATUS=Serving") }
+        do {
+            let configuration = try reloadConfiguration()
+            let catalog = try configuration.templateCatalog()
+            templates.withLockedValue { $0 = catalog }
+            DaemonLogHandler.setLevel(configuration.logLevel)
+            logger.notice("configuration reloaded: templates and log level applied; other settings need a restart",
+                          metadata: ["event": "reload", "template_locales": "\(catalog.locales.joined(separator: ","))"])
+        } catch {
+            logger.error("reload failed; keeping the running configuration", metadata: ["event": "reload_failed", "error": "\(error)"])
+        }
+    }
+}
