@@ -28,8 +28,12 @@ final class VectorTests: XCTestCase {
                                           sealer: TokenSealer(keyBytes: SystemRandom().bytes(32))!)
         let pool = NIOThreadPool(numberOfThreads: 2)
         pool.start()
+        let admin = AdminOps(store: store, authenticator: authenticator, blockingPool: pool, adminUIDs: [], adminGIDs: [],
+                             startedAt: SystemTime().now(), rateWindow: 3_600, time: SystemTime(), logger: Logger(label: "test"))
         let dispatcher = Dispatcher(authenticator: authenticator, blockingPool: pool, maxLineBytes: 65_536,
-                                    logger: Logger(label: "test"), mailWakeup: MailWakeup())
+                                    logger: Logger(label: "test"), mailWakeup: MailWakeup(), admin: admin)
+        // The vectors are written for a root peer (admin ops allowed).
+        let rootPeer = PeerCredentials(pid: 1, uid: 0, gid: 0)
 
         let vectorDirectory = Self.repositoryRoot.appendingPathComponent("Protocol/vectors")
         let files = try FileManager.default.contentsOfDirectory(atPath: vectorDirectory.path).filter { $0.hasSuffix(".json") }.sorted()
@@ -53,7 +57,7 @@ final class VectorTests: XCTestCase {
                     XCTFail("\(name): no request")
                     continue
                 }
-                var replyBytes = await dispatcher.reply(to: ByteBuffer(bytes: line))
+                var replyBytes = await dispatcher.reply(to: ByteBuffer(bytes: line), peer: rootPeer)
                 XCTAssertEqual(replyBytes.last, UInt8(ascii: "\n"), name)
                 replyBytes.removeLast()
                 let reply = try JSONParser.parse(replyBytes).objectValue ?? [:]
@@ -90,5 +94,41 @@ final class VectorTests: XCTestCase {
             return want.members.allSatisfy { isSubset($0.value, of: have[$0.key]) }
         }
         return expected == actual
+    }
+
+    func testAdminOpsRefuseOtherPeers() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("magiclinkd-admin-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try SQLiteStore(path: directory.appendingPathComponent("a.sqlite").path)
+        let authenticator = Authenticator(policy: AuthPolicy(callbackURL: "https://app.example.com/cb", redirects: try RedirectPolicy(allowedOrigins: [])),
+                                          store: store, sealer: TokenSealer(keyBytes: SystemRandom().bytes(32))!)
+        let pool = NIOThreadPool(numberOfThreads: 1)
+        pool.start()
+        let admin = AdminOps(store: store, authenticator: authenticator, blockingPool: pool, adminUIDs: [1000], adminGIDs: [2000],
+                             startedAt: 0, rateWindow: 3_600, time: SystemTime(), logger: Logger(label: "test"))
+        let dispatcher = Dispatcher(authenticator: authenticator, blockingPool: pool, maxLineBytes: 65_536,
+                                    logger: Logger(label: "test"), mailWakeup: MailWakeup(), admin: admin)
+        let line = ByteBuffer(string: #"{"id":1,"op":"admin_status"}"#)
+        func code(_ peer: PeerCredentials) async throws -> JSONValue? {
+            var bytes = await dispatcher.reply(to: line, peer: peer)
+            bytes.removeLast()
+            return try JSONParser.parse(bytes).objectValue?["error"]?.objectValue?["code"]
+        }
+        let stranger = try await code(PeerCredentials(pid: 9, uid: 33, gid: 33))
+        let unknown = try await code(.unknown)
+        let root = try await code(PeerCredentials(pid: 9, uid: 0, gid: 0))
+        let adminUID = try await code(PeerCredentials(pid: 9, uid: 1000, gid: 5))
+        let adminGID = try await code(PeerCredentials(pid: 9, uid: 7, gid: 2000))
+        XCTAssertEqual(stranger, "permission_denied")
+        XCTAssertEqual(unknown, "permission_denied")
+        XCTAssertNil(root, "root may")
+        XCTAssertNil(adminUID, "a configured admin uid may")
+        XCTAssertNil(adminGID, "a configured admin gid may")
+        // App ops stay open to every peer.
+        var hello = await dispatcher.reply(to: ByteBuffer(string: #"{"op":"hello"}"#), peer: PeerCredentials(pid: 9, uid: 33, gid: 33))
+        hello.removeLast()
+        XCTAssertEqual(try JSONParser.parse(hello).objectValue?["ok"], true)
+        try await pool.shutdownGracefully()
     }
 }
