@@ -2,22 +2,23 @@ import Foundation
 
 /// Hands each message to a sendmail-compatible program (Postfix, exim, msmtp, nullmailer) as
 /// `sendmail -t -i -f <from>`, for hosts that run a local MTA. The program's exit status decides:
-/// 0 sent, EX_TEMPFAIL and other transient statuses retry, "no such user/host" and data errors
-/// are permanent.
+/// 0 sent; "no such user" and data errors are permanent; everything else (EX_TEMPFAIL, and also
+/// EX_NOHOST, which msmtp uses for a failed DNS lookup of its relay) is retried. A program that
+/// outlives its time is terminated, then killed.
 public struct SendmailTransport: MailTransport {
     public let path: String
     let executor: any BlockingExecutor
     /// Longest we wait for the program.
     let timeout: Double
 
-    public init(path: String, executor: any BlockingExecutor, timeout: Double = 60) {
+    public init(path: String, executor: any BlockingExecutor, timeout: Double = 30) {
         self.path = path
         self.executor = executor
         self.timeout = timeout
     }
 
     /// sysexits.h codes that will not get better by trying again.
-    static let permanentStatuses: Set<Int32> = [64 /* USAGE */, 65 /* DATAERR */, 67 /* NOUSER */, 68 /* NOHOST */]
+    static let permanentStatuses: Set<Int32> = [65 /* DATAERR */, 67 /* NOUSER */]
 
     public func deliver(_ delivery: Delivery) async throws(MailTransportError) -> String {
         // sendmail reads the message with local (LF) line ends.
@@ -50,18 +51,21 @@ public struct SendmailTransport: MailTransport {
         let collected = CollectedOutput()
         let reader = Thread { collected.set(output.fileHandleForReading.readDataToEndOfFile()) }
         reader.start()
-        do {
-            try input.fileHandleForWriting.write(contentsOf: Data(message))
-            try input.fileHandleForWriting.close()
-        } catch {
-            process.terminate()
+        // Written from its own thread: a child that stops reading must not block us past the deadline.
+        let writer = Thread {
+            try? input.fileHandleForWriting.write(contentsOf: Data(message))
+            try? input.fileHandleForWriting.close()
         }
+        writer.start()
         let deadline = Date().addingTimeInterval(timeout)
         while process.isRunning && Date() < deadline { usleep(10_000) }
         if process.isRunning {
             process.terminate()
+            let grace = Date().addingTimeInterval(2)
+            while process.isRunning && Date() < grace { usleep(10_000) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
             process.waitUntilExit()
-            throw MailTransportError(permanent: false, reason: "\(path) did not finish within \(Int(timeout)) s")
+            throw MailTransportError(permanent: false, reason: "\(path) did not finish within \(Int(timeout)) s and was stopped")
         }
         process.waitUntilExit()
         let text = collected.text(waitingUpTo: 1)

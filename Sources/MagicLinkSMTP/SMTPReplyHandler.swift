@@ -197,7 +197,11 @@ final class SMTPReplyHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     /// Marks STARTTLS as sent, so the next 220 switches the pipeline to TLS.
+    /// Arms the STARTTLS swap. Anything the server said unasked before this point is dropped
+    /// (and the connection is not clean): no plaintext reply may be read as the STARTTLS answer
+    /// or survive into the TLS session.
     func expectStartTLSReply(_ parameters: SMTPTLSParameters) {
+        replies.removeAll()
         tlsState = .awaitingStartTLSReply(parameters)
     }
 

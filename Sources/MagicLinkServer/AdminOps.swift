@@ -17,6 +17,7 @@ struct AdminOps: Sendable {
     let adminGIDs: [UInt32]
     let startedAt: Int64
     let rateWindow: Int64
+    let mailWakeup: MailWakeup
     let time: any TimeSource
     let logger: Logger
 
@@ -41,14 +42,15 @@ struct AdminOps: Sendable {
 
         case "admin_sessions":
             let userID = try params.optionalString("user_id")
-            let emailKey = try params.optionalString("email").map { text -> String in
+            let emailText = try params.optionalString("email")
+            guard (userID == nil) != (emailText == nil) else {
+                throw WireError.invalidField("params.user_id", "or params.email is required (exactly one of them).")
+            }
+            let emailKey = try emailText.map { text -> String in
                 guard let email = try? EmailAddress(parsing: text) else {
                     throw WireError(.invalidEmail, "The email address is not one plain address.")
                 }
                 return email.matchKey
-            }
-            guard (userID == nil) != (emailKey == nil) else {
-                throw WireError.invalidField("params.user_id", "or params.email is required (exactly one of them).")
             }
             let sessions = try await blocking { try self.store.liveSessions(userID: userID, emailKey: emailKey, now: now) }
             return ["sessions": .array(sessions.map { listing in
@@ -70,7 +72,7 @@ struct AdminOps: Sendable {
                 guard handle.utf8.count >= 8, handle.utf8.count <= 64, handle.utf8.allSatisfy(\.isHexDigit) else {
                     throw WireError.invalidField("params.handle", "must be at least 8 hex digits of a session handle.")
                 }
-                let outcome = try await blocking { try self.store.revokeSession(handle: handle) }
+                let outcome = try await blocking { try self.store.revokeSession(handle: handle, liveAt: now) }
                 switch outcome {
                 case .revoked:
                     logger.notice("session revoked by an administrator", metadata: ["event": "admin_revoke", "handle": "\(handle.prefix(16))", "peer_uid": "\(peer.uid)"])
@@ -89,7 +91,7 @@ struct AdminOps: Sendable {
 
         case "admin_dead_letters":
             var limit = 100
-            if let given = params.object["limit"] {
+            if let given = params.object["limit"], given != .null {
                 guard case .integer(let n) = given, n >= 1, n <= 10_000 else {
                     throw WireError.invalidField("params.limit", "must be an integer from 1 to 10000.")
                 }
@@ -114,6 +116,7 @@ struct AdminOps: Sendable {
         case "admin_retry":
             let messageID = try params.requiredString("message_id")
             let outcome = try await blocking { try self.store.retryDeadLetter(messageID: messageID, now: now) }
+            if outcome == .queued { mailWakeup.signal() }
             logger.notice("dead letter retry requested", metadata: ["event": "admin_retry", "message_id": "\(messageID)", "outcome": "\(outcome.rawValue)"])
             var result: JSONObject = ["retried": .bool(outcome == .queued)]
             if outcome != .queued { result["reason"] = .string(outcome.rawValue) }

@@ -94,7 +94,7 @@ public func buildApplication(configuration: Configuration, logger: Logger,
     let rateWindow = max(configuration.rateLimitIPWindow, configuration.rateLimitEmailWindow)
     let admin = AdminOps(store: store, authenticator: authenticator, blockingPool: blockingPool,
                          adminUIDs: configuration.adminUIDs, adminGIDs: configuration.adminGIDs,
-                         startedAt: time.now(), rateWindow: rateWindow, time: time, logger: logger)
+                         startedAt: time.now(), rateWindow: rateWindow, mailWakeup: wakeup, time: time, logger: logger)
     let dispatcher = Dispatcher(authenticator: authenticator, blockingPool: blockingPool,
                                 maxLineBytes: configuration.maxLineBytes, logger: logger, mailWakeup: wakeup, admin: admin)
     let server = SocketServer(listener: listener, dispatcher: dispatcher,

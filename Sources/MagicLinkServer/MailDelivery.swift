@@ -30,7 +30,9 @@ final class MailWakeup: Sendable {
     /// Returns on a signal or after `timeout`, whichever comes first.
     func wait(upTo timeout: Duration) async {
         let timer = Task { [weak self] in
-            try? await Task.sleep(for: timeout)
+            // Only a timer that ran out wakes the waiter; a cancelled one must not leave a
+            // pending signal behind (that would make the next wait return at once, forever).
+            do { try await Task.sleep(for: timeout) } catch { return }
             self?.signal()
         }
         await withTaskCancellationHandler {
@@ -155,10 +157,13 @@ final class MailDeliveryService: Service, Sendable {
         let now = time.now()
         let recipient = (try? EmailAddress(parsing: mail.recipient))?.masked ?? "?"
         var metadata: Logger.Metadata = ["message_id": "\(mail.messageID)", "to": "\(recipient)", "attempt": "\(mail.attempts)"]
-        guard now < mail.expiresAt else {
+        // A link about to die is not worth sending: at least a tenth of its lifetime (at most a
+        // minute) must be left for the user to read the mail and click.
+        let floor = min(60, (mail.expiresAt - mail.createdAt) / 10)
+        guard mail.expiresAt - now > floor else {
             metadata["event"] = "mail_expired"
             logger.notice("mail expired before it could be sent", metadata: metadata)
-            return .expired
+            return .expired(reason: "the link expired before the message could be sent")
         }
         guard let token = composer.sealer.open(mail.sealedToken, messageID: mail.messageID) else {
             metadata["event"] = "mail_failed"
@@ -170,7 +175,7 @@ final class MailDeliveryService: Service, Sendable {
         if let live = try? await blockingPool.runIfActive({ try self.store.isTokenLive(hash: tokenHash, now: now) }), !live {
             metadata["event"] = "mail_expired"
             logger.notice("mail for a replaced link not sent", metadata: metadata)
-            return .expired
+            return .expired(reason: "a newer link replaced this one, or it was used")
         }
         let delivery: Delivery
         do {
@@ -203,7 +208,8 @@ final class MailDeliveryService: Service, Sendable {
             logger.info("mail sent", metadata: metadata)
             return .sent
         case .failure(let error):
-            metadata["error"] = "\(error.reason)"
+            // Servers quote the recipient in their replies; the log keeps addresses masked.
+            metadata["error"] = "\(Self.masking(mail.recipient, as: recipient, in: error.reason))"
             if error.permanent {
                 metadata["event"] = "mail_failed"
                 logger.error("mail failed permanently; kept as a dead letter", metadata: metadata)
@@ -213,13 +219,33 @@ final class MailDeliveryService: Service, Sendable {
             if retryAt >= mail.expiresAt {
                 metadata["event"] = "mail_expired"
                 logger.warning("mail delivery failed and the link expires before the next try", metadata: metadata)
-                return .failedPermanently(reason: "link expired while retrying; last error: \(error.reason)")
+                return .expired(reason: "the link expired while retrying; last error: \(error.reason)")
             }
             metadata["event"] = "mail_retry"
             metadata["retry_at"] = "\(retryAt)"
             logger.warning("mail delivery failed; will retry", metadata: metadata)
             return .retry(at: retryAt, reason: error.reason)
         }
+    }
+
+    /// `text` with every occurrence of `address` (any case) replaced by `masked`.
+    static func masking(_ address: String, as masked: String, in text: String) -> String {
+        guard !address.isEmpty else { return text }
+        let lowerText = Array(text.lowercased().utf8), needle = Array(address.lowercased().utf8)
+        guard lowerText.count == text.utf8.count, needle.count <= lowerText.count else { return text }
+        let original = Array(text.utf8)
+        var out: [UInt8] = []
+        var index = 0
+        while index < original.count {
+            if index + needle.count <= lowerText.count, Array(lowerText[index..<(index + needle.count)]) == needle {
+                out += Array(masked.utf8)
+                index += needle.count
+            } else {
+                out.append(original[index])
+                index += 1
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// Doubles from the minimum delay (5 s, 10 s, 20 s …) up to the maximum (5 min), plus up to
@@ -243,9 +269,9 @@ struct MailComposer: Sendable {
     func compose(_ mail: QueuedMail, token: String, now: Int64) throws -> Delivery {
         let link = policy.link(for: token)
         let templates = self.templates.withLockedValue { $0 }
-        // "Expires in N minutes" counts from when the link was made, as the user reads it soon after.
+        // "Expires in N minutes" counts from now: a retried message tells the time really left.
         let words = try templates.render(.login, locale: mail.locale, link: link, appName: appName,
-                                         email: mail.recipient, expiresAt: mail.expiresAt, now: mail.createdAt)
+                                         email: mail.recipient, expiresAt: mail.expiresAt, now: now)
         let message = MailMessage(from: from, to: Mailbox(address: mail.recipient), subject: words.subject,
                                   textBody: words.text, htmlBody: words.html, messageID: mail.messageID, date: now)
         return Delivery(message: message, link: link)
@@ -299,7 +325,8 @@ final class MaintenanceService: Service, Sendable {
 final class ShutdownGate: Sendable {
     private struct State {
         var begun = false
-        var waiters: [CheckedContinuation<Void, Never>] = []
+        var nextID = 0
+        var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
     }
     private let state = NIOLockedValueBox(State())
 
@@ -308,51 +335,81 @@ final class ShutdownGate: Sendable {
     func begin() {
         let waiters = state.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
             state.begun = true
-            defer { state.waiters = [] }
-            return state.waiters
+            defer { state.waiters = [:] }
+            return Array(state.waiters.values)
         }
         for waiter in waiters { waiter.resume() }
     }
 
+    /// Returns when shutdown begins, or when the calling task is cancelled (its waiter is then
+    /// removed, so finished work leaves nothing behind).
     func wait() async {
-        await withCheckedContinuation { continuation in
-            let now = state.withLockedValue { state -> Bool in
-                if state.begun { return true }
-                state.waiters.append(continuation)
-                return false
+        let id = state.withLockedValue { state -> Int in
+            state.nextID += 1
+            return state.nextID
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let now = state.withLockedValue { state -> Bool in
+                    if state.begun || Task.isCancelled { return true }
+                    state.waiters[id] = continuation
+                    return false
+                }
+                if now { continuation.resume() }
             }
-            if now { continuation.resume() }
+        } onCancel: {
+            let waiter = state.withLockedValue { $0.waiters.removeValue(forKey: id) }
+            waiter?.resume()
         }
     }
 
     /// The operation's result, or nil when shutdown began and `grace` passed first. The operation
-    /// is not cancelled (an SMTP exchange cannot be cut cleanly); its result is dropped.
+    /// is not cancelled (an SMTP exchange cannot be cut cleanly); its late result is dropped.
     func bounded<T: Sendable>(by grace: Duration, _ operation: @escaping @Sendable () async -> T) async -> T? {
         let outcome = Once<T?>()
-        return await withCheckedContinuation { continuation in
+        let deadline = Task {
+            await self.wait()
+            guard !Task.isCancelled else { return }
+            do { try await Task.sleep(for: grace) } catch { return }
+            outcome.resume(with: nil)
+        }
+        let result = await withCheckedContinuation { continuation in
             outcome.setContinuation(continuation)
             Task { outcome.resume(with: await operation()) }
-            Task {
-                await self.wait()
-                try? await Task.sleep(for: grace)
-                outcome.resume(with: nil)
-            }
         }
+        deadline.cancel()
+        return result
     }
 }
 
-/// Resumes a continuation exactly once, with whichever value comes first.
+/// Resumes a continuation exactly once, with whichever value comes first (a value that comes
+/// before the continuation is set is kept for it).
 private final class Once<T: Sendable>: Sendable {
-    private let state = NIOLockedValueBox<(continuation: CheckedContinuation<T, Never>?, done: Bool)>((nil, false))
+    private struct State {
+        var continuation: CheckedContinuation<T, Never>?
+        /// Holds at most one value that arrived before the continuation.
+        var early: [T] = []
+        var done = false
+    }
+    private let state = NIOLockedValueBox(State())
 
     func setContinuation(_ continuation: CheckedContinuation<T, Never>) {
-        state.withLockedValue { $0.continuation = continuation }
+        let early = state.withLockedValue { state -> [T] in
+            if state.done { return state.early }
+            state.continuation = continuation
+            return []
+        }
+        if let value = early.first { continuation.resume(returning: value) }
     }
 
     func resume(with value: T) {
         let continuation = state.withLockedValue { state -> CheckedContinuation<T, Never>? in
-            guard !state.done, let continuation = state.continuation else { return nil }
+            guard !state.done else { return nil }
             state.done = true
+            guard let continuation = state.continuation else {
+                state.early = [value]
+                return nil
+            }
             return continuation
         }
         continuation?.resume(returning: value)

@@ -142,8 +142,8 @@ public final class SQLiteStore: AuthStore, @unchecked Sendable {
 
     public enum MailOutcome: Sendable {
         case sent
-        /// The link inside expired before it could be sent.
-        case expired
+        /// The link inside expired (or was replaced) before it could be sent; the reason is kept.
+        case expired(reason: String)
         case failedPermanently(reason: String)
         case retry(at: Int64, reason: String)
     }
@@ -155,9 +155,9 @@ public final class SQLiteStore: AuthStore, @unchecked Sendable {
             case .sent:
                 try connection.run("UPDATE mail_queue SET state = 'sent', finished_at = ?2, sealed_token = NULL, last_error = NULL WHERE message_id = ?1",
                                    [.text(messageID), .integer(now)])
-            case .expired:
-                try connection.run("UPDATE mail_queue SET state = 'expired', finished_at = ?2, sealed_token = NULL WHERE message_id = ?1",
-                                   [.text(messageID), .integer(now)])
+            case .expired(let reason):
+                try connection.run("UPDATE mail_queue SET state = 'expired', finished_at = ?2, sealed_token = NULL, last_error = coalesce(last_error || ' / ', '') || ?3 WHERE message_id = ?1",
+                                   [.text(messageID), .integer(now), .text(reason)])
             case .failedPermanently(let reason):
                 // The sealed token stays until the link expires, so an admin can retry the
                 // message after fixing the cause (purge drops it with the row's other data).
@@ -226,11 +226,13 @@ public final class SQLiteStore: AuthStore, @unchecked Sendable {
 
     public enum RevokeOutcome: Sendable, Equatable { case revoked, notFound, ambiguous(Int) }
 
-    /// Ends the one session whose hash starts with `handle` (hex, at least 8 digits).
-    public func revokeSession(handle: String) throws -> RevokeOutcome {
+    /// Ends the one live session whose hash starts with `handle` (hex, at least 8 digits).
+    public func revokeSession(handle: String, liveAt now: Int64) throws -> RevokeOutcome {
         let pattern = handle.uppercased() + "%"
         return try writeRaw { connection in
-            let matches = try connection.query("SELECT id_hash FROM sessions WHERE hex(id_hash) LIKE ?", [.text(pattern)]) { $0.blob(0) }
+            let matches = try connection.query(
+                "SELECT id_hash FROM sessions WHERE hex(id_hash) LIKE ?1 AND expires_at > ?2 AND idle_expires_at > ?2",
+                [.text(pattern), .integer(now)]) { $0.blob(0) }
             guard matches.count == 1 else { return matches.isEmpty ? .notFound : .ambiguous(matches.count) }
             try connection.run("DELETE FROM sessions WHERE id_hash = ?", [.blob(matches[0])])
             return .revoked

@@ -29,7 +29,8 @@ final class VectorTests: XCTestCase {
         let pool = NIOThreadPool(numberOfThreads: 2)
         pool.start()
         let admin = AdminOps(store: store, authenticator: authenticator, blockingPool: pool, adminUIDs: [], adminGIDs: [],
-                             startedAt: SystemTime().now(), rateWindow: 3_600, time: SystemTime(), logger: Logger(label: "test"))
+                             startedAt: SystemTime().now(), rateWindow: 3_600, mailWakeup: MailWakeup(), time: SystemTime(),
+                             logger: Logger(label: "test"))
         let dispatcher = Dispatcher(authenticator: authenticator, blockingPool: pool, maxLineBytes: 65_536,
                                     logger: Logger(label: "test"), mailWakeup: MailWakeup(), admin: admin)
         // The vectors are written for a root peer (admin ops allowed).
@@ -106,7 +107,7 @@ final class VectorTests: XCTestCase {
         let pool = NIOThreadPool(numberOfThreads: 1)
         pool.start()
         let admin = AdminOps(store: store, authenticator: authenticator, blockingPool: pool, adminUIDs: [1000], adminGIDs: [2000],
-                             startedAt: 0, rateWindow: 3_600, time: SystemTime(), logger: Logger(label: "test"))
+                             startedAt: 0, rateWindow: 3_600, mailWakeup: MailWakeup(), time: SystemTime(), logger: Logger(label: "test"))
         let dispatcher = Dispatcher(authenticator: authenticator, blockingPool: pool, maxLineBytes: 65_536,
                                     logger: Logger(label: "test"), mailWakeup: MailWakeup(), admin: admin)
         let line = ByteBuffer(string: #"{"id":1,"op":"admin_status"}"#)

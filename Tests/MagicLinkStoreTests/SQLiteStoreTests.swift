@@ -105,7 +105,7 @@ final class SQLiteStoreTests: XCTestCase {
         XCTAssertTrue(try store.claimDueMail(now: now, limit: 10).isEmpty, "claimed mail is not claimed twice")
 
         try store.finishMail(messageID: both[0].messageID, outcome: .retry(at: now + 30, reason: "451 try later"), now: now)
-        try store.finishMail(messageID: both[1].messageID, outcome: .expired, now: now)
+        try store.finishMail(messageID: both[1].messageID, outcome: .expired(reason: "test"), now: now)
         XCTAssertTrue(try store.claimDueMail(now: now + 29, limit: 10).isEmpty, "not due yet")
         XCTAssertEqual(try store.nextMailDue(), now + 30)
         let retried = try store.claimDueMail(now: now + 30, limit: 10)

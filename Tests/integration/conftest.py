@@ -57,9 +57,13 @@ ERROR_RETRYABLE = {
     "invalid_session": False,
     "unavailable": True,
     "internal_error": False,
+    "permission_denied": False,
 }
 
-ALL_OPS = ["hello", "start", "callback", "session", "logout", "logout_all"]
+ALL_OPS = [
+    "hello", "start", "callback", "session", "logout", "logout_all",
+    "admin_status", "admin_sessions", "admin_revoke", "admin_dead_letters", "admin_retry", "admin_purge",
+]
 
 DEFAULT_CALLBACK_URL = "https://app.example.com/auth/callback"
 DEFAULT_ALLOWED_ORIGINS = "https://app.example.com"

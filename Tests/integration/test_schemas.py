@@ -21,10 +21,12 @@ ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = ROOT / "Protocol" / "schemas"
 VECTORS = ROOT / "Protocol" / "vectors"
 BASE = "https://magiclinkd.invalid/protocol/v1/"
-OPS = ["hello", "start", "callback", "session", "logout", "logout_all"]
+APP_OPS = ["hello", "start", "callback", "session", "logout", "logout_all"]
+ADMIN_OPS = ["admin_status", "admin_sessions", "admin_revoke", "admin_dead_letters", "admin_retry", "admin_purge"]
+OPS = APP_OPS + ADMIN_OPS
 ERROR_CODES = [
     "invalid_request", "unknown_op", "request_too_large", "invalid_email", "redirect_not_allowed",
-    "rate_limited", "invalid_token", "invalid_session", "unavailable", "internal_error",
+    "rate_limited", "invalid_token", "invalid_session", "permission_denied", "unavailable", "internal_error",
 ]
 EXPECT_MEMBERS = {"ok", "id", "error_code", "retryable", "details", "result", "result_keys"}
 NAME_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
@@ -162,7 +164,7 @@ def test_error_code_is_not_an_enum():
 # ---------------------------------------------------------------- vectors: format
 
 def test_vector_files_exist():
-    assert set(VECTOR_DOCS) == {f"{name}.json" for name in ["envelope"] + OPS}
+    assert set(VECTOR_DOCS) == {f"{name}.json" for name in ["envelope"] + APP_OPS + ["admin"]}
 
 
 @pytest.mark.parametrize("fname", sorted(VECTOR_DOCS))
@@ -244,7 +246,7 @@ def test_successful_vector_request_matches_request_schema(fname, case):
     errors = sorted(validator("request.schema.json", formats=True).iter_errors(request), key=str)
     assert not errors, [e.message for e in errors]
     assert request["op"] in OPS
-    assert fname in ("envelope.json", f"{request['op']}.json")
+    assert fname in ("envelope.json", "admin.json" if request["op"] in ADMIN_OPS else f"{request['op']}.json")
 
 
 def test_expected_results_match_result_schemas():
@@ -344,6 +346,24 @@ GOOD_RESULTS = {
     "session": {"user": USER, "expires_at": 1766762000, "idle_expires_at": 1764774800},
     "logout": {},
     "logout_all": {"revoked": 2},
+    "admin_status": {"version": "0.1.0", "started_at": 1764100000, "uptime_s": 70000, "users": 42, "live_sessions": 57,
+                     "mail": {"queued": 0, "sending": 1, "sent": 311, "failed": 1, "expired": 2}},
+    "admin_sessions": {"sessions": [
+        {"handle": "3f9a0c2be41d7765", "user_id": UUID, "email": "Alice@example.com", "created_at": 1764100000,
+         "expires_at": 1766692000, "idle_expires_at": 1764704800, "ip": "192.0.2.10", "user_agent": "Mozilla/5.0"},
+        {"handle": "0123456789abcdef", "user_id": UUID, "email": "Alice@example.com", "created_at": 1764000000,
+         "expires_at": 1766592000, "idle_expires_at": 1764604800},
+    ]},
+    "admin_revoke": {"revoked": 1},
+    "admin_dead_letters": {"messages": [
+        {"message_id": "9c1e0f5a2b3c4d5e6f708192a3b4c5d6@localhost", "recipient": "alice@example.com", "state": "failed",
+         "attempts": 3, "created_at": 1764100000, "expires_at": 1764100600, "finished_at": 1764100042,
+         "last_error": "550 5.1.1 mailbox unavailable"},
+        {"message_id": "0c1e0f5a2b3c4d5e6f708192a3b4c5d6@localhost", "recipient": "bob@example.com", "state": "expired",
+         "attempts": 0, "created_at": 1764000000, "expires_at": 1764000600, "finished_at": 1764000601},
+    ]},
+    "admin_retry": {"retried": False, "reason": "link_expired"},
+    "admin_purge": {"removed": 12},
 }
 
 GOOD_ERRORS = {
@@ -355,6 +375,7 @@ GOOD_ERRORS = {
     "rate_limited": {"retryable": True, "details": {"retry_after_s": 42}},
     "invalid_token": {"retryable": False, "details": {"reason": "expired"}},
     "invalid_session": {"retryable": False, "details": {}},
+    "permission_denied": {"retryable": False, "details": {}},
     "unavailable": {"retryable": True, "details": {}},
     "internal_error": {"retryable": False, "details": {}},
 }
