@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/swift-extras/swift-extras-base64.git", from: "1.2.0"),
     ],
     targets: [
         // The system libsqlite3, seen through a module map and a small shim header.
@@ -33,7 +34,10 @@ let package = Package(
         // Tokens, sessions, email/redirect policy, rate limits; clock and randomness injected.
         .target(
             name: "MagicLinkCore",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto")]
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "ExtrasBase64", package: "swift-extras-base64"),
+            ]
         ),
 
         // The only module that touches SQLite.
@@ -42,7 +46,10 @@ let package = Package(
         // Message building (RFC 5322 / MIME), Maildir, transports, the login mail's words.
         .target(
             name: "MagicLinkMail",
-            dependencies: [.product(name: "Mustache", package: "swift-mustache")]
+            dependencies: [
+                .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "ExtrasBase64", package: "swift-extras-base64"),
+            ]
         ),
 
         // SMTP submission client (STARTTLS / implicit TLS, AUTH, pipelining): no package does it.
@@ -54,6 +61,7 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "ExtrasBase64", package: "swift-extras-base64"),
             ]
         ),
 
@@ -92,6 +100,7 @@ let package = Package(
             name: "MagicLinkSMTPTests",
             dependencies: [
                 "MagicLinkSMTP",
+                .product(name: "ExtrasBase64", package: "swift-extras-base64"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOTLS", package: "swift-nio"),

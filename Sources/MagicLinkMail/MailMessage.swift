@@ -1,3 +1,4 @@
+import ExtrasBase64
 // RFC 5322 / MIME message building for magic-link mails.
 //
 // No Foundation: everything here is plain Swift standard library so the
@@ -437,7 +438,7 @@ struct HeaderWriter {
             }
             scalars = scalars.dropFirst(taken)
             line.append(UInt8(ascii: " "))
-            line += prefix + Base64.encode(chunk) + suffix
+            line += prefix + Base64.encodeToBytes(bytes: chunk) + suffix
         }
     }
 }
@@ -577,46 +578,6 @@ enum MailText {
             out.append(digits[Int(b & 0x0F)])
         }
         return String(decoding: out, as: UTF8.self)
-    }
-}
-
-// MARK: - Base64
-
-enum Base64 {
-    private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
-
-    /// Standard base64 with padding, no line breaks.
-    static func encode(_ input: [UInt8]) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity((input.count + 2) / 3 * 4)
-        var i = 0
-        while i + 3 <= input.count {
-            let n = UInt32(input[i]) << 16 | UInt32(input[i + 1]) << 8 | UInt32(input[i + 2])
-            out.append(alphabet[Int((n >> 18) & 63)])
-            out.append(alphabet[Int((n >> 12) & 63)])
-            out.append(alphabet[Int((n >> 6) & 63)])
-            out.append(alphabet[Int(n & 63)])
-            i += 3
-        }
-        let rest = input.count - i
-        if rest == 1 {
-            let n = UInt32(input[i]) << 16
-            out.append(alphabet[Int((n >> 18) & 63)])
-            out.append(alphabet[Int((n >> 12) & 63)])
-            out.append(UInt8(ascii: "="))
-            out.append(UInt8(ascii: "="))
-        } else if rest == 2 {
-            let n = UInt32(input[i]) << 16 | UInt32(input[i + 1]) << 8
-            out.append(alphabet[Int((n >> 18) & 63)])
-            out.append(alphabet[Int((n >> 12) & 63)])
-            out.append(alphabet[Int((n >> 6) & 63)])
-            out.append(UInt8(ascii: "="))
-        }
-        return out
-    }
-
-    static func encode(_ text: String) -> String {
-        String(decoding: encode(Array(text.utf8)), as: UTF8.self)
     }
 }
 

@@ -1,3 +1,4 @@
+import ExtrasBase64
 /// AUTH PLAIN (preferred: one round trip) or AUTH LOGIN, RFC 4954.
 ///
 /// Credentials appear only in the bytes written to the server. Server replies to AUTH are
@@ -11,9 +12,9 @@ enum SMTPAuthentication {
         mechanisms: Set<String>,
         timeout: Duration
     ) async throws(SMTPError) {
-        let plain = Base64.encode(Array(("\u{0}" + username + "\u{0}" + password).utf8))
-        let user64 = Base64.encode(Array(username.utf8))
-        let pass64 = Base64.encode(Array(password.utf8))
+        let plain = Base64.encodeToString(bytes: Array(("\u{0}" + username + "\u{0}" + password).utf8))
+        let user64 = Base64.encodeToString(bytes: Array(username.utf8))
+        let pass64 = Base64.encodeToString(bytes: Array(password.utf8))
         let secrets = [password, plain, pass64].filter { !$0.isEmpty }
 
         func failure(_ detail: String, _ reply: SMTPReply) -> SMTPError {

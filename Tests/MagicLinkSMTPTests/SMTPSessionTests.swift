@@ -1,3 +1,4 @@
+import ExtrasBase64
 import Foundation
 import XCTest
 
@@ -52,7 +53,7 @@ final class SMTPSessionTests: XCTestCase {
 
         _ = try await client.send(from: "a@shop.example", to: "b@example.com", message: sampleMessage)
         XCTAssertEqual(Array(server.lines.prefix(5)), [
-            "EHLO localhost", "AUTH LOGIN", Base64.encode(Array("alice".utf8)), Base64.encode(Array("s3cret".utf8)),
+            "EHLO localhost", "AUTH LOGIN", Base64.encodeToString(bytes: Array("alice".utf8)), Base64.encodeToString(bytes: Array("s3cret".utf8)),
             "MAIL FROM:<a@shop.example>",
         ])
         await client.shutdown()
@@ -60,7 +61,7 @@ final class SMTPSessionTests: XCTestCase {
 
     func testRejectedAuthenticationIsNotPermanentAndNeverShowsThePassword() async throws {
         let password = "correct horse battery staple"
-        let plain = Base64.encode(Array("\u{0}alice\u{0}\(password)".utf8))
+        let plain = Base64.encodeToString(bytes: Array("\u{0}alice\u{0}\(password)".utf8))
         var options = ScriptedSMTPServer.Options()
         options.capabilities = ["AUTH PLAIN LOGIN"]
         // A careless server that echoes what it could not accept.
@@ -83,7 +84,7 @@ final class SMTPSessionTests: XCTestCase {
         for text in [error?.description ?? "", error?.serverReply ?? "", "\(String(describing: error))"] {
             XCTAssertFalse(text.contains(password), text)
             XCTAssertFalse(text.contains(plain), text)
-            XCTAssertFalse(text.contains(Base64.encode(Array(password.utf8))), text)
+            XCTAssertFalse(text.contains(Base64.encodeToString(bytes: Array(password.utf8))), text)
         }
         XCTAssertTrue(error?.description.contains("<redacted>") ?? false)
     }

@@ -1,3 +1,4 @@
+import ExtrasBase64
 import XCTest
 
 @testable import MagicLinkSMTP
@@ -58,13 +59,13 @@ final class SMTPUnitTests: XCTestCase {
     }
 
     func testBase64() {
-        XCTAssertEqual(Base64.encode(Array("".utf8)), "")
-        XCTAssertEqual(Base64.encode(Array("f".utf8)), "Zg==")
-        XCTAssertEqual(Base64.encode(Array("fo".utf8)), "Zm8=")
-        XCTAssertEqual(Base64.encode(Array("foo".utf8)), "Zm9v")
-        XCTAssertEqual(Base64.encode(Array("foobar".utf8)), "Zm9vYmFy")
-        XCTAssertEqual(Base64.encode(Array("\u{0}alice\u{0}s3cret".utf8)), "AGFsaWNlAHMzY3JldA==")
-        XCTAssertEqual(Base64.encode([0xFF, 0xFE, 0xFD]), "//79")
+        XCTAssertEqual(Base64.encodeToString(bytes: Array("".utf8)), "")
+        XCTAssertEqual(Base64.encodeToString(bytes: Array("f".utf8)), "Zg==")
+        XCTAssertEqual(Base64.encodeToString(bytes: Array("fo".utf8)), "Zm8=")
+        XCTAssertEqual(Base64.encodeToString(bytes: Array("foo".utf8)), "Zm9v")
+        XCTAssertEqual(Base64.encodeToString(bytes: Array("foobar".utf8)), "Zm9vYmFy")
+        XCTAssertEqual(Base64.encodeToString(bytes: Array("\u{0}alice\u{0}s3cret".utf8)), "AGFsaWNlAHMzY3JldA==")
+        XCTAssertEqual(Base64.encodeToString(bytes: [0xFF, 0xFE, 0xFD]), "//79")
     }
 
     func testConfigurationDefaults() {
