@@ -2,7 +2,9 @@
 #
 #   make                          swift build -c release
 #   make test                     ./scripts/test (the whole suite)
-#   sudo make install             binary, systemd units, example configuration (see below)
+#   sudo make install             binary, systemd units, example configuration (see below);
+#                                 after `make`, `sudo make install BINARY=.build/release/magiclinkd`
+#                                 installs without building (sudo's PATH often lacks swift)
 #   sudo make uninstall           removes what install put in place, keeps configuration and data
 #
 # Variables (on the command line):
@@ -88,8 +90,9 @@ install-config:
 
 install-doc:
 	@$(INSTALL) -D -m 0644 "$(SRCDIR)/README.md" "$(DESTDIR)$(DOCDIR)/README.md"
+	@echo "install: $(DESTDIR)$(DOCDIR)/README.md (0644)"
 	@$(INSTALL) -D -m 0644 "$(SRCDIR)/systemd/README.md" "$(DESTDIR)$(DOCDIR)/README.systemd.md"
-	@echo "install: $(DESTDIR)$(DOCDIR)/README.md, README.systemd.md (0644)"
+	@echo "install: $(DESTDIR)$(DOCDIR)/README.systemd.md (0644)"
 
 # Mirrors install (stop the units first: systemctl disable --now magiclinkd.socket
 # magiclinkd.service). Keeps magiclinkd.yaml, the credentials in /etc/credstore and the state in

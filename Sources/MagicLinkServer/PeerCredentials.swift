@@ -31,8 +31,13 @@ struct PeerCredentials: Sendable, Equatable {
         }
     }
 
+    /// The overflow id: under user namespaces (systemd's PrivateUsers=) every unmapped peer
+    /// shows up as 65534, so it can never identify an administrator.
+    static let overflowID: UInt32 = 65_534
+
     /// Root, or a configured admin uid, or a process whose primary gid is a configured admin gid.
     func isAdministrator(uids: [UInt32], gids: [UInt32]) -> Bool {
-        uid == 0 || uids.contains(uid) || gids.contains(gid)
+        if uid == 0 { return true }
+        return (uid != Self.overflowID && uids.contains(uid)) || (gid != Self.overflowID && gids.contains(gid))
     }
 }
