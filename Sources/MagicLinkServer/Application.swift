@@ -43,8 +43,9 @@ public final class Application: Sendable {
         logger.info("stopped")
     }
 
-    /// Returns once the socket accepts connections.
-    public func waitUntilReady() async { await server.waitUntilReady() }
+    /// Returns true once the socket accepts connections, false if serving failed first.
+    @discardableResult
+    public func waitUntilReady() async -> Bool { await server.waitUntilReady() }
 
     public func shutdown() async { await serviceGroup.triggerGracefulShutdown() }
 }
@@ -61,7 +62,14 @@ public func buildApplication(configuration: Configuration, logger: Logger,
     let systemd = SystemdEnvironment.take()
     let listener: SocketServer.Listener
     if let inherited = systemd.serviceSocket {
-        listener = .inherited(descriptor: inherited, path: configuration.socket)
+        try checkInheritedListeningSocket(inherited)
+        let path = boundPath(ofSocket: inherited) ?? configuration.socket
+        if path != configuration.socket {
+            // The admin CLI and the clients look for the configured path.
+            logger.warning("the socket from systemd is not at the configured path; clients using the configured path will not find it",
+                           metadata: ["socket": "\(path)", "configured": "\(configuration.socket)"])
+        }
+        listener = .inherited(descriptor: inherited, path: path)
     } else {
         if !systemd.listeningSockets.isEmpty {
             logger.warning("systemd passed several sockets and none is named magiclinkd; binding the configured path")

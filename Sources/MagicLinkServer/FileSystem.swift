@@ -197,3 +197,48 @@ func fileExists(_ path: String) -> Bool {
     var info = stat()
     return stat(path, &info) == 0
 }
+
+/// An inherited descriptor is served only if it is what the socket unit promises: a listening
+/// Unix stream socket. Anything else (a misconfigured unit, `ListenStream=127.0.0.1:…`, a
+/// datagram socket) is refused with a clear error before the database is opened.
+func checkInheritedListeningSocket(_ fd: Int32) throws {
+    func option(_ name: Int32) throws -> Int32 {
+        var value: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        guard getsockopt(fd, SOL_SOCKET, name, &value, &length) == 0 else {
+            throw InheritedSocketError(descriptor: fd, problem: "is not a socket (\(String(cString: strerror(errno))))")
+        }
+        return value
+    }
+    guard try option(SO_DOMAIN) == AF_UNIX else {
+        throw InheritedSocketError(descriptor: fd, problem: "is not a Unix domain socket (use ListenStream=/path in the socket unit)")
+    }
+    guard try option(SO_TYPE) == Int32(SOCK_STREAM.rawValue) else {
+        throw InheritedSocketError(descriptor: fd, problem: "is not a stream socket (use ListenStream=, not ListenDatagram= or ListenSequentialPacket=)")
+    }
+    guard try option(SO_ACCEPTCONN) != 0 else {
+        throw InheritedSocketError(descriptor: fd, problem: "is not listening (Accept=no is required in the socket unit)")
+    }
+}
+
+/// The path a listening Unix socket is bound to, if it has one (not abstract, not unnamed).
+func boundPath(ofSocket fd: Int32) -> String? {
+    var address = sockaddr_un()
+    var length = socklen_t(MemoryLayout<sockaddr_un>.size)
+    let got = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
+    let offset = MemoryLayout<sa_family_t>.size
+    guard got == 0, Int(length) > offset + 1 else { return nil }
+    return withUnsafeBytes(of: &address.sun_path) { raw in
+        let bytes = raw.prefix(Int(length) - offset)
+        guard bytes.first != 0 else { return nil }  // abstract namespace
+        return String(decoding: bytes.prefix(while: { $0 != 0 }), as: UTF8.self)
+    }
+}
+
+struct InheritedSocketError: Error, CustomStringConvertible {
+    let descriptor: Int32
+    let problem: String
+    var description: String { "the socket passed by systemd (fd \(descriptor)) \(problem)" }
+}

@@ -28,8 +28,20 @@ public struct DaemonLogHandler: LogHandler {
     /// Installs this handler for every logger of the process.
     public static func bootstrap(level: Logger.Level) {
         sharedLevel.withLockedValue { $0 = level }
-        let journal = getenv("JOURNAL_STREAM") != nil
+        let journal = stderrIsJournal(getenv("JOURNAL_STREAM").map { String(cString: $0) })
         LoggingSystem.bootstrap { label in DaemonLogHandler(label: label, journal: journal) }
+    }
+
+    /// systemd sets `JOURNAL_STREAM=<device>:<inode>` for the stream it connected stderr to; the
+    /// variable survives into children whose stderr goes elsewhere (a terminal, a file), so it
+    /// counts only when stderr is still that very stream (systemd.exec(5)).
+    static func stderrIsJournal(_ variable: String?) -> Bool {
+        guard let variable else { return false }
+        let parts = variable.split(separator: ":")
+        guard parts.count == 2, let device = UInt64(parts[0]), let inode = UInt64(parts[1]) else { return false }
+        var info = stat()
+        guard fstat(2, &info) == 0 else { return false }
+        return UInt64(info.st_dev) == device && UInt64(info.st_ino) == inode
     }
 
     /// Changes the level of every logger (reload).
@@ -42,9 +54,9 @@ public struct DaemonLogHandler: LogHandler {
         var merged = metadata
         if let explicit { merged.merge(explicit) { $1 } }
         var text = journal ? "<\(Self.priority(level))>" : Self.timestamp() + " " + level.rawValue + " "
-        text += Self.oneLine(message.description)
+        text += Self.escaped(message.description, limit: 4 * Self.valueLimit)
         for (key, value) in merged.sorted(by: { $0.key < $1.key }) {
-            text += " " + key + "=" + Self.quoted(Self.oneLine("\(value)"))
+            text += " " + Self.escaped(key) + "=" + Self.quoted(Self.escaped("\(value)"))
         }
         text += "\n"
         var bytes = Array(text.utf8)
@@ -69,13 +81,41 @@ public struct DaemonLogHandler: LogHandler {
         }
     }
 
-    static func oneLine(_ text: String) -> String {
-        guard text.unicodeScalars.contains(where: { $0 == "\n" || $0 == "\r" }) else { return text }
-        return String(String.UnicodeScalarView(text.unicodeScalars.map { $0 == "\n" || $0 == "\r" ? " " : $0 }))
+    /// Longest message or value written, in Unicode scalars; request values are attacker text.
+    static let valueLimit = 512
+
+    /// The text with every control character (C0, DEL, C1, U+2028/U+2029) and backslash
+    /// escaped, cut at `limit` scalars: request data can never start a new journal line (journald
+    /// also splits at NUL) or paint the terminal, and `\` in the output always begins an escape.
+    static func escaped(_ text: String, limit: Int = valueLimit) -> String {
+        func needsEscape(_ s: Unicode.Scalar) -> Bool {
+            s.value < 0x20 || s.value == 0x5C || (0x7F..<0xA0).contains(s.value) || s.value == 0x2028 || s.value == 0x2029
+        }
+        let scalars = text.unicodeScalars
+        if scalars.count <= limit && !scalars.contains(where: needsEscape) { return text }
+        var out = String.UnicodeScalarView()
+        for (index, scalar) in scalars.enumerated() {
+            if index == limit {
+                out.append(contentsOf: "…(truncated)".unicodeScalars)
+                break
+            }
+            guard needsEscape(scalar) else { out.append(scalar); continue }
+            let escape: String
+            switch scalar.value {
+            case 0x5C: escape = "\\\\"
+            case 0x0A: escape = "\\n"
+            case 0x0D: escape = "\\r"
+            case 0x09: escape = "\\t"
+            default: escape = "\\u{" + String(scalar.value, radix: 16) + "}"
+            }
+            out.append(contentsOf: escape.unicodeScalars)
+        }
+        return String(out)
     }
 
+    /// A metadata value, in double quotes when it would otherwise be ambiguous (`"` inside is `\"`).
     static func quoted(_ value: String) -> String {
-        guard value.isEmpty || value.contains(where: { $0 == " " || $0 == "\"" || $0 == "=" }) else { return value }
+        guard value.isEmpty || value.contains(where: { $0 == " " || $0 == "\"" || $0 == "=" || $0 == "\\" }) else { return value }
         return "\"" + value.replacingOccurrences(of: "\"", with: "\\\"") + "\""
     }
 
@@ -87,6 +127,11 @@ public struct DaemonLogHandler: LogHandler {
         let count = strftime(&buffer, buffer.count, "%Y-%m-%dT%H:%M:%SZ", &parts)
         return String(decoding: buffer.prefix(count).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
+}
+
+/// `text` with control characters and backslashes escaped as in the log (for terminal output).
+public func escapingControlCharacters(_ text: String) -> String {
+    DaemonLogHandler.escaped(text, limit: Int.max)
 }
 
 extension String {

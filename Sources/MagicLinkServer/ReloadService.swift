@@ -31,6 +31,12 @@ final class ReloadService: Service, Sendable {
 
     func reload() {
         guard let reloadConfiguration else { return }
+        guard !notifier.isStopping else {
+            // Shutdown has begun (the services stop one by one): a reload now would tell
+            // systemd READY=1 after STOPPING=1.
+            logger.notice("reload ignored: shutting down", metadata: ["event": "reload_ignored"])
+            return
+        }
         notifier.notify("RELOADING=1\nSTATUS=Reloading")
         defer { notifier.notify("READY=1\nSTATUS=Serving") }
         do {

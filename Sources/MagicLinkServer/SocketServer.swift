@@ -29,8 +29,7 @@ final class SocketServer: Service, Sendable, CustomStringConvertible {
     /// Upper bound for in-flight requests to finish after shutdown begins.
     let drainTimeout: Duration
     private let connections = ConnectionRegistry()
-    private let ready: NIOLockedValueBox<[CheckedContinuation<Void, Never>]> = .init([])
-    private let isReady = NIOLockedValueBox(false)
+    private let readiness = Readiness()
 
     init(listener: Listener, dispatcher: Dispatcher, group: any EventLoopGroup, logger: Logger,
          drainTimeout: Duration = .seconds(10)) {
@@ -41,17 +40,9 @@ final class SocketServer: Service, Sendable, CustomStringConvertible {
         self.drainTimeout = drainTimeout
     }
 
-    /// Returns once the socket is bound and accepting (for start-up messages and tests).
-    func waitUntilReady() async {
-        await withCheckedContinuation { continuation in
-            let already = isReady.withLockedValue { ready -> Bool in
-                if ready { return true }
-                self.ready.withLockedValue { $0.append(continuation) }
-                return false
-            }
-            if already { continuation.resume() }
-        }
-    }
+    /// Returns true once the socket is bound and accepting, false when serving failed before
+    /// that or the waiting task was cancelled (so nobody waits forever on a server that died).
+    func waitUntilReady() async -> Bool { await readiness.wait() }
 
     var description: String {
         switch listener {
@@ -61,6 +52,8 @@ final class SocketServer: Service, Sendable, CustomStringConvertible {
     }
 
     func run() async throws {
+        // Whatever ends this function before the socket is served releases the waiters.
+        defer { readiness.settle(false) }
         let maxLine = dispatcher.maxLineBytes
         let descriptor: Int32
         // Only a socket we made ourselves is ours to remove.
@@ -89,13 +82,11 @@ final class SocketServer: Service, Sendable, CustomStringConvertible {
                 }
             }
         // Adopting a socket makes NIO listen again with its default backlog (128); raise it back
-        // so a burst of connections waits in the queue instead of failing with EAGAIN.
-        listen(descriptor, 256)
+        // so a burst of connections waits in the queue instead of failing with EAGAIN. An
+        // inherited socket gets the kernel's maximum, as systemd's Backlog= default intends.
+        listen(descriptor, owned == nil ? SOMAXCONN : 256)
         logger.info("listening", metadata: ["socket": "\(description)"])
-        isReady.withLockedValue { $0 = true }
-        for waiter in ready.withLockedValue({ w -> [CheckedContinuation<Void, Never>] in defer { w = [] }; return w }) {
-            waiter.resume()
-        }
+        readiness.settle(true)
 
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { tasks in
@@ -214,5 +205,54 @@ final class ConnectionRegistry: Sendable {
                 entry.channel.close(promise: nil)
             }
         }
+    }
+}
+
+/// A one-shot "is the server up?" flag that tasks can wait on: settled once (true: serving,
+/// false: failed first), and a cancelled waiter leaves with false instead of hanging.
+final class Readiness: Sendable {
+    private enum State {
+        case waiting([Int: CheckedContinuation<Bool, Never>], nextID: Int)
+        case settled(Bool)
+    }
+    private let state = NIOLockedValueBox(State.waiting([:], nextID: 0))
+
+    func wait() async -> Bool {
+        let id = NIOLockedValueBox<Int?>(nil)
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+                let settled: Bool? = state.withLockedValue { state in
+                    switch state {
+                    case .settled(let value):
+                        return value
+                    case .waiting(var waiters, let next):
+                        if Task.isCancelled { return false }
+                        waiters[next] = continuation
+                        state = .waiting(waiters, nextID: next + 1)
+                        id.withLockedValue { $0 = next }
+                        return nil
+                    }
+                }
+                if let settled { continuation.resume(returning: settled) }
+            }
+        } onCancel: {
+            let waiter: CheckedContinuation<Bool, Never>? = state.withLockedValue { state in
+                guard case .waiting(var waiters, let next) = state, let key = id.withLockedValue({ $0 }) else { return nil }
+                let found = waiters.removeValue(forKey: key)
+                state = .waiting(waiters, nextID: next)
+                return found
+            }
+            waiter?.resume(returning: false)
+        }
+    }
+
+    /// The first call decides; later calls change nothing.
+    func settle(_ value: Bool) {
+        let waiters: [CheckedContinuation<Bool, Never>] = state.withLockedValue { state in
+            guard case .waiting(let waiters, _) = state else { return [] }
+            state = .settled(value)
+            return Array(waiters.values)
+        }
+        for waiter in waiters { waiter.resume(returning: value) }
     }
 }

@@ -53,8 +53,23 @@ struct SystemdEnvironment: Sendable {
 /// sd_notify(3) without libsystemd: one datagram per message to `$NOTIFY_SOCKET`.
 struct SystemdNotifier: Sendable {
     let path: String?
+    /// Set once STOPPING=1 went out: nothing may claim READY=1 after it (a late SIGHUP).
+    private let stopping = NIOLockedValueBox(false)
+
+    init(path: String?) { self.path = path }
 
     var isEnabled: Bool { path != nil }
+
+    var isStopping: Bool { stopping.withLockedValue { $0 } }
+
+    /// STOPPING=1, once; from then on the daemon only goes down.
+    func notifyStopping() {
+        let first = stopping.withLockedValue { wasStopping -> Bool in
+            defer { wasStopping = true }
+            return !wasStopping
+        }
+        if first { notify("STOPPING=1\nSTATUS=Shutting down") }
+    }
 
     func notify(_ state: String) {
         guard let path, !path.isEmpty else { return }
@@ -106,10 +121,9 @@ final class SystemdService: Service, Sendable {
 
     func run() async throws {
         await withGracefulShutdownHandler {
-            await cancelWhenGracefulShutdownIgnoringErrors {
-                await self.server.waitUntilReady()
-            }
-            guard !Task.isShuttingDownGracefully else { return }
+            let serving = await cancelWhenGracefulShutdown { await self.server.waitUntilReady() }
+            // The server failed before it served (its error ends the group) or we are stopping.
+            guard serving, !Task.isShuttingDownGracefully else { return }
             notifier.notify("READY=1\nSTATUS=Serving on \(server.description)")
             logger.info("ready", metadata: ["event": "ready", "socket": "\(server.description)"])
             guard let interval = watchdogInterval else {
@@ -126,15 +140,11 @@ final class SystemdService: Service, Sendable {
                 _ = try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
             }
         } onGracefulShutdown: {
-            self.notifier.notify("STOPPING=1\nSTATUS=Shutting down")
+            self.notifier.notifyStopping()
         }
     }
 
     private func waitForShutdown() async {
         _ = try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(365 * 86_400)) }
-    }
-
-    private func cancelWhenGracefulShutdownIgnoringErrors(_ body: @escaping @Sendable () async -> Void) async {
-        _ = try? await cancelWhenGracefulShutdown { await body() }
     }
 }

@@ -9,15 +9,31 @@ import Glibc
 struct AdminOptions: ParsableArguments {
     @OptionGroup var config: ConfigOptions
 
-    @Option(name: .long, help: ArgumentHelp("The daemon's socket (default: from the configuration).", valueName: "path"))
+    @Option(name: .long, help: ArgumentHelp("The daemon's socket (default: from the configuration, else the systemd unit's \(AdminOptions.systemdSocket) when it exists, else ./magiclinkd.sock).", valueName: "path"))
     var socket: String?
+
+    /// Where the shipped units put the configuration and the socket.
+    static let systemdConfig = "/etc/magiclinkd/magiclinkd.yaml"
+    static let systemdSocket = "/run/magiclinkd/magiclinkd.sock"
+
+    /// The admin's shell has neither the unit's environment nor its --config: without other
+    /// directions, look where the shipped units put things before the development default.
+    func socketPath() throws -> String {
+        if let socket { return socket }
+        let fallback = access(Self.systemdConfig, R_OK) == 0 ? Self.systemdConfig : nil
+        let configuration = try config.load(crossChecks: false, fallbackFile: fallback)
+        if configuration.explicitKeys.contains("socket") { return configuration.socket }
+        var info = stat()
+        if stat(Self.systemdSocket, &info) == 0, info.st_mode & S_IFMT == S_IFSOCK { return Self.systemdSocket }
+        return configuration.socket
+    }
 
     @Flag(name: .long, help: "Print the daemon's JSON result instead of text.")
     var json = false
 
     /// Sends one admin op and returns its result, or exits with the daemon's error.
     func call(_ op: String, _ params: JSONObject = [:]) throws -> JSONObject {
-        let path = try socket ?? config.load(crossChecks: false).socket
+        let path = try socketPath()
         let request = JSONValue.object(["id": 1, "op": .string(op), "params": .object(params)])
         let reply: JSONObject
         do {
@@ -27,11 +43,11 @@ struct AdminOptions: ParsableArguments {
             throw ExitCode(69)  // EX_UNAVAILABLE
         }
         if reply["ok"] == .bool(true), let result = reply["result"]?.objectValue {
-            if json { print(JSONValue.object(result).jsonString) }
+            if json { print(JSONValue.object(result).jsonString) }  // JSON escapes control characters itself
             return result
         }
         let error = reply["error"]?.objectValue ?? [:]
-        printError("magiclinkd: \(error["code"]?.stringValue ?? "error"): \(error["message"]?.stringValue ?? "\(reply)")")
+        printError(escapingControlCharacters("magiclinkd: \(error["code"]?.stringValue ?? "error"): \(error["message"]?.stringValue ?? "\(reply)")"))
         throw ExitCode(error["code"]?.stringValue == "permission_denied" ? 77 : 1)  // 77: EX_NOPERM
     }
 }
@@ -87,11 +103,11 @@ struct Status: ParsableCommand {
         let result = try admin.call("admin_status")
         guard !admin.json else { return }
         let mail = result["mail"]?.objectValue ?? [:]
-        print("version        \(result["version"]?.stringValue ?? "?")")
-        print("uptime         \(formatDuration(result["uptime_s"]?.int64Value ?? 0))")
-        print("users          \(result["users"]?.int64Value ?? 0)")
-        print("live sessions  \(result["live_sessions"]?.int64Value ?? 0)")
-        print("mail           " + ["queued", "sending", "sent", "failed", "expired"]
+        say("version        \(result["version"]?.stringValue ?? "?")")
+        say("uptime         \(formatDuration(result["uptime_s"]?.int64Value ?? 0))")
+        say("users          \(result["users"]?.int64Value ?? 0)")
+        say("live sessions  \(result["live_sessions"]?.int64Value ?? 0)")
+        say("mail           " + ["queued", "sending", "sent", "failed", "expired"]
             .map { "\($0) \(mail[$0]?.int64Value ?? 0)" }.joined(separator: ", "))
     }
 }
@@ -113,10 +129,10 @@ struct Sessions: ParsableCommand {
         let result = try admin.call("admin_sessions", params)
         guard !admin.json else { return }
         let sessions = result["sessions"]?.arrayValue ?? []
-        if sessions.isEmpty { print("no live sessions") }
+        if sessions.isEmpty { say("no live sessions") }
         for entry in sessions.compactMap(\.objectValue) {
             let ip = entry["ip"]?.stringValue ?? "-"
-            print("\(entry["handle"]?.stringValue ?? "?")  created \(formatTime(entry["created_at"]?.int64Value))  "
+            say("\(entry["handle"]?.stringValue ?? "?")  created \(formatTime(entry["created_at"]?.int64Value))  "
                   + "idle until \(formatTime(entry["idle_expires_at"]?.int64Value))  ip \(ip)  \(entry["user_agent"]?.stringValue ?? "")")
         }
     }
@@ -137,7 +153,7 @@ struct Revoke: ParsableCommand {
         params["handle"] = handle.map(JSONValue.string)
         params["user_id"] = user.map(JSONValue.string)
         let result = try admin.call("admin_revoke", params)
-        if !admin.json { print("revoked \(result["revoked"]?.int64Value ?? 0) session(s)") }
+        if !admin.json { say("revoked \(result["revoked"]?.int64Value ?? 0) session(s)") }
     }
 }
 
@@ -150,11 +166,11 @@ struct DeadLetters: ParsableCommand {
         let result = try admin.call("admin_dead_letters", ["limit": .integer(Int64(limit))])
         guard !admin.json else { return }
         let messages = result["messages"]?.arrayValue ?? []
-        if messages.isEmpty { print("no dead letters") }
+        if messages.isEmpty { say("no dead letters") }
         for entry in messages.compactMap(\.objectValue) {
-            print("\(entry["message_id"]?.stringValue ?? "?")  \(entry["state"]?.stringValue ?? "?")  to \(entry["recipient"]?.stringValue ?? "?")  "
+            say("\(entry["message_id"]?.stringValue ?? "?")  \(entry["state"]?.stringValue ?? "?")  to \(entry["recipient"]?.stringValue ?? "?")  "
                   + "attempts \(entry["attempts"]?.int64Value ?? 0)  \(formatTime(entry["finished_at"]?.int64Value))")
-            if let error = entry["last_error"]?.stringValue { print("    \(error)") }
+            if let error = entry["last_error"]?.stringValue { say("    \(error)") }
         }
     }
 }
@@ -166,13 +182,12 @@ struct Retry: ParsableCommand {
 
     func run() throws {
         let result = try admin.call("admin_retry", ["message_id": .string(messageID)])
-        guard !admin.json else { return }
-        if result["retried"] == .bool(true) {
-            print("queued again")
-        } else {
-            print("not queued: \(result["reason"]?.stringValue ?? "?")")
-            throw ExitCode(1)
+        let retried = result["retried"] == .bool(true)
+        if !admin.json {
+            say(retried ? "queued again" : "not queued: \(result["reason"]?.stringValue ?? "?")")
         }
+        // Scripts check the exit status, with or without --json.
+        if !retried { throw ExitCode(1) }
     }
 }
 
@@ -182,8 +197,14 @@ struct Purge: ParsableCommand {
 
     func run() throws {
         let result = try admin.call("admin_purge")
-        if !admin.json { print("removed \(result["removed"]?.int64Value ?? 0) row(s)") }
+        if !admin.json { say("removed \(result["removed"]?.int64Value ?? 0) row(s)") }
     }
+}
+
+/// Prints a line of text output with control characters escaped: user agents and SMTP replies
+/// come from outside and must not drive the admin's terminal.
+func say(_ line: String) {
+    print(escapingControlCharacters(line))
 }
 
 func formatTime(_ seconds: Int64?) -> String {

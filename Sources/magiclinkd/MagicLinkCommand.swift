@@ -27,7 +27,7 @@ struct ConfigOptions: ParsableArguments {
 
     /// Loads the configuration or exits with status 78 (EX_CONFIG) and a message naming the key.
     /// `quiet` (reload) throws the error instead of printing it.
-    func load(quiet: Bool = false, crossChecks: Bool = true) throws -> Configuration {
+    func load(quiet: Bool = false, crossChecks: Bool = true, fallbackFile: String? = nil) throws -> Configuration {
         var environment: [String: String] = [:]
         var pointer = environ
         while let entry = pointer.pointee {
@@ -43,7 +43,7 @@ struct ConfigOptions: ParsableArguments {
             }
         }
         do {
-            return try Configuration.load(file: config ?? environment["MAGICLINKD_CONFIG"], environment: environment,
+            return try Configuration.load(file: config ?? environment["MAGICLINKD_CONFIG"] ?? fallbackFile, environment: environment,
                                           crossChecks: crossChecks)
         } catch where quiet {
             throw error

@@ -111,6 +111,70 @@ def test_socket_activation_serves_a_login_and_leaves_the_socket(tmp_path):
         d.close(check=False)
 
 
+def inherit_as_fd3(d: Daemon, source: str, pass_fds=()) -> subprocess.CompletedProcess:
+    """Runs the daemon as systemd would with one socket: fd 3 redirected from `source` (a sh
+    redirection word such as `<file` or `<&5`), LISTEN_PID the daemon's own pid."""
+    script = f'export LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=magiclinkd; exec "$0" serve 3{source}'
+    return subprocess.run(["bash", "-c", script, str(require_binary())], cwd=str(d.dir), env=d.env,
+                          pass_fds=pass_fds, stdin=subprocess.DEVNULL, capture_output=True, timeout=20)
+
+
+@pytest.mark.parametrize("kind", ["file", "datagram", "not-listening", "tcp"])
+def test_an_inherited_descriptor_that_is_no_listening_unix_socket_is_refused(kind):
+    # A misconfigured socket unit must fail fast and say why, not hang or serve garbage.
+    d = Daemon(dir=make_tempdir())
+    held = None
+    try:
+        if kind == "file":
+            (d.dir / "not-a-socket").write_text("x")
+            r = inherit_as_fd3(d, "<not-a-socket")
+            expected = "is not a socket"
+        else:
+            if kind == "datagram":
+                held = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                held.bind(str(d.dir / "dgram.sock"))
+                expected = "is not a stream socket"
+            elif kind == "not-listening":
+                held = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                held.bind(str(d.dir / "bound.sock"))
+                expected = "is not listening"
+            else:
+                held = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                held.bind(("127.0.0.1", 0))
+                held.listen(5)
+                expected = "is not a Unix domain socket"
+            r = inherit_as_fd3(d, f"<&{held.fileno()}", pass_fds=(held.fileno(),))
+        out = (r.stdout + r.stderr).decode()
+        assert r.returncode == 1, out
+        assert "the socket passed by systemd (fd 3) " + expected in out, out
+        assert not d.db_path.exists(), "refused before the database is opened"
+    finally:
+        if held:
+            held.close()
+        d.close(check=False)
+
+
+def test_an_inherited_socket_at_another_path_is_served_with_a_warning(tmp_path):
+    d = Daemon(dir=make_tempdir())
+    listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    elsewhere = d.dir / "elsewhere.sock"
+    listening.bind(str(elsewhere))
+    listening.listen(16)
+    script = f'export LISTEN_PID=$$ LISTEN_FDS=1; exec "$0" serve 3<&{listening.fileno()}'
+    log = open(d.log_path, "ab")
+    d.proc = subprocess.Popen(["bash", "-c", script, str(require_binary())], cwd=str(d.dir), env=d.env,
+                              pass_fds=(listening.fileno(),), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        with Client(elsewhere, timeout=10) as c:
+            ok(c.call("hello"))
+        assert "not at the configured path" in d.log() and str(elsewhere) in d.log(), d.log_tail()
+        d.stop()
+    finally:
+        log.close()
+        listening.close()
+        d.close(check=False)
+
+
 @pytest.mark.parametrize("abstract", [False, True], ids=["path", "abstract"])
 def test_notify_ready_watchdog_stopping(tmp_path, abstract):
     listener = NotifyListener(tmp_path, abstract=abstract)
@@ -232,6 +296,74 @@ def test_admin_cli_sessions_revoke_and_dead_letters(daemon_factory):
     assert "removed" in cli("purge")
 
 
+def test_admin_cli_escapes_control_characters_from_clients(daemon_factory):
+    # A user agent is whatever the browser (or an attacker) sent: it must not drive the
+    # admin's terminal (ESC sequences) or fake extra lines.
+    d = daemon_factory()
+    env = clean_env({"MAGICLINKD_SOCKET": str(d.socket_path)})
+    addr = unique_email("ansi")
+    with d.client() as c:
+        ok(c.call("start", {"email": addr}))
+        _, token = d.wait_for_mail(addr)
+        ok(c.call("callback", {"token": token, "user_agent": "evil\x1b]0;owned\x07\x1b[2J\nfake line\rX"}))
+    r = subprocess.run([str(require_binary()), "sessions", "--email", addr], env=env, capture_output=True, timeout=15)
+    assert r.returncode == 0, r
+    out = r.stdout.decode()
+    assert "\x1b" not in out and "\x07" not in out and "\r" not in out, repr(out)
+    assert out.count("\n") == 1, repr(out)
+    assert "evil\\u{1b}]0;owned\\u{7}\\u{1b}[2J\\nfake line\\rX" in out, repr(out)
+    r = subprocess.run([str(require_binary()), "sessions", "--email", addr, "--json"], env=env, capture_output=True, timeout=15)
+    assert r.returncode == 0 and b"\x1b" not in r.stdout, r
+
+
+def test_admin_cli_finds_the_systemd_socket_without_configuration(tmp_path):
+    # An admin types `magiclinkd status` in a shell that has neither the unit's environment nor
+    # its --config: the CLI must look at /run/magiclinkd/magiclinkd.sock. A private mount
+    # namespace with its own /run keeps this away from any real installation.
+    unshare = shutil.which("unshare")
+    assert unshare, "unshare is missing (Debian package util-linux; scripts/setup installs it)"
+    script = """
+set -e
+mount -t tmpfs tmpfs /run
+mkdir /run/magiclinkd
+MAGICLINKD_SOCKET=/run/magiclinkd/magiclinkd.sock "$BIN" serve 2>"$DIR/daemon.log" &
+pid=$!
+for _ in $(seq 1 300); do [ -S /run/magiclinkd/magiclinkd.sock ] && break; sleep 0.02; done
+cd "$DIR"
+set +e
+env -u MAGICLINKD_SOCKET "$BIN" status --json
+rc=$?
+"$BIN" status --socket "$DIR/nowhere.sock" >/dev/null 2>&1
+other=$?
+kill -TERM $pid; wait $pid
+echo "rc=$rc other=$other"
+"""
+    env = clean_env({
+        "BIN": str(require_binary()), "DIR": str(tmp_path),
+        "MAGICLINKD_DATABASE": str(tmp_path / "db.sqlite"), "MAGICLINKD_OUTBOX_DIR": str(tmp_path / "outbox"),
+    })
+    r = subprocess.run([unshare, "--mount", "--propagation", "private", "bash", "-c", script],
+                       env=env, capture_output=True, timeout=60)
+    out = r.stdout.decode()
+    assert r.returncode == 0 and out.rstrip().endswith("rc=0 other=69"), (r, (tmp_path / "daemon.log").read_text())
+    import json
+    status = json.loads(out.splitlines()[0])
+    assert "live_sessions" in status and "version" in status, out
+
+
+def test_admin_cli_retry_fails_when_nothing_was_queued_also_with_json(daemon_factory):
+    d = daemon_factory()
+    env = clean_env({"MAGICLINKD_SOCKET": str(d.socket_path)})
+    import json
+    for extra in ([], ["--json"]):
+        r = subprocess.run([str(require_binary()), "retry", "no-such-message", *extra], env=env, capture_output=True, timeout=15)
+        assert r.returncode == 1, r
+        if extra:
+            assert json.loads(r.stdout) == {"retried": False, "reason": "not_found"}, r
+        else:
+            assert b"not queued" in r.stdout, r
+
+
 def test_sighup_reloads_templates_without_dropping_connections(daemon_factory, tmp_path):
     templates = tmp_path / "templates"
     (templates / "en").mkdir(parents=True)
@@ -264,11 +396,56 @@ def test_sighup_reloads_templates_without_dropping_connections(daemon_factory, t
         assert str(d.wait_for_mail(e)[0]["Subject"]) == "Second subject"
 
 
+def journal_daemon(daemon_factory, stream_value=None):
+    """A daemon whose JOURNAL_STREAM names its own stderr (the log file), as systemd's would."""
+    d = daemon_factory(start=False)
+    d.log_path.touch()
+    st = os.stat(d.log_path)
+    d.env["JOURNAL_STREAM"] = stream_value or f"{st.st_dev}:{st.st_ino}"
+    return d.start()
+
+
 def test_journald_priority_prefixes_when_journal_stream_is_set(daemon_factory):
-    d = daemon_factory({"JOURNAL_STREAM": "8:12345"})
+    d = journal_daemon(daemon_factory)
     login = d.login(unique_email("journal"))
     err(d.call("callback", {"token": login["token"]}), "invalid_token", reason="used")
     lines = [l for l in d.log().splitlines() if l.startswith("<")]
     assert any(l.startswith("<6>") and "event=login " in l + " " for l in lines), lines
     assert any(l.startswith("<5>") and "event=login_refused" in l for l in lines), lines
     assert login["token"] not in d.log() and login["session"] not in d.log()
+
+
+def test_journal_stream_of_another_file_is_ignored(daemon_factory):
+    # Inherited from a parent whose stderr went to the journal, but ours goes to a file now:
+    # plain timestamped lines, no "<6>" prefixes.
+    d = journal_daemon(daemon_factory, stream_value="8:12345")
+    ok(d.call("hello"))
+    lines = [l for l in d.log().splitlines() if " info " in l]
+    assert lines, d.log_tail()
+    assert not any(l.startswith("<") for l in d.log().splitlines()), d.log_tail()
+
+
+def test_request_values_cannot_forge_log_lines(daemon_factory):
+    # admin_retry logs the message id it was given, unvalidated: NUL, CR, LF, ESC, C1 controls
+    # and U+2028 in it must stay inside that one line (the suite runs as root, an admin).
+    d = journal_daemon(daemon_factory)
+    evil = "m\x00<3>forged-nul\r\n<2>forged-line\x1b[31mred\u2028sep\x85nel\\path"
+    reply = ok(d.call("admin_retry", {"message_id": evil}))
+    assert reply["retried"] is False
+    raw = d.log_path.read_bytes()
+    assert b"\x00" not in raw and b"\x1b" not in raw and b"\r" not in raw
+    assert "\u2028".encode() not in raw and "\x85".encode() not in raw
+    lines = raw.decode().splitlines()
+    forged = [l for l in lines if "forged" in l]
+    assert len(forged) == 1 and forged[0].startswith("<5>"), forged
+    expected = "\\u{0}<3>forged-nul\\r\\n<2>forged-line\\u{1b}[31mred\\u{2028}sep\\u{85}nel\\\\path"
+    assert f'message_id="m{expected}"' in forged[0], forged[0]
+
+
+def test_long_request_values_are_cut_in_the_log(daemon_factory):
+    d = journal_daemon(daemon_factory)
+    long_id = "x" * 4000
+    ok(d.call("admin_retry", {"message_id": long_id}))
+    lines = [l for l in d.log().splitlines() if "event=admin_retry" in l]
+    assert len(lines) == 1, d.log_tail()
+    assert long_id not in lines[0] and "x" * 512 + "…(truncated)" in lines[0], lines[0]
