@@ -8,6 +8,7 @@ public protocol AuthStore: Sendable {
 
 public protocol AuthReadTransaction {
     func token(hash: [UInt8]) throws -> LoginTokenRecord?
+    func token(flowHash: [UInt8]) throws -> LoginTokenRecord?
     func user(emailKey: String) throws -> UserRecord?
     func session(hash: [UInt8]) throws -> (SessionRecord, UserRecord)?
     /// Times (ascending) of rate-limit events under `key` at or after `since`.
@@ -23,6 +24,10 @@ public protocol AuthTransaction: AuthReadTransaction {
     func insertToken(_ token: LoginTokenRecord) throws
     /// Returns false when the token was already used (or does not exist).
     func markTokenUsed(hash: [UInt8], at: Int64) throws -> Bool
+    /// Counts one more wrong code for the token; returns the new count.
+    func recordCodeFailure(hash: [UInt8]) throws -> Int
+    /// Counts one more `peek` of the token.
+    func recordPeek(hash: [UInt8]) throws
     func enqueueMail(_ mail: QueuedMail) throws
     func insertUser(_ user: UserRecord) throws
     func insertSession(_ session: SessionRecord) throws

@@ -8,8 +8,26 @@ public struct RateLimit: Sendable, Equatable {
     }
 }
 
+/// What the login mail carries.
+public enum SendMode: String, Sendable, CaseIterable {
+    case link, code, both
+    public var sendsLink: Bool { self != .code }
+    public var sendsCode: Bool { self != .link }
+}
+
+/// What `callback` does with a link opened without its flow (another browser or device).
+public enum FlowBinding: String, Sendable, CaseIterable {
+    /// Refuse with `confirmation_required`; the same callback with `confirm` completes it.
+    case confirm
+    /// Refuse, confirmed or not: a link only works where it was asked for.
+    case strict
+}
+
 /// The policies the authenticator enforces. Defaults are the documented ones.
 public struct AuthPolicy: Sendable {
+    /// Wrong codes a flow survives; the next wrong one kills its code.
+    public static let codeAttempts = 3
+    public var flowBinding = FlowBinding.confirm
     public var callbackURL: String
     public var redirects: RedirectPolicy
     public var tokenTTL: Int64 = 600
@@ -42,7 +60,10 @@ public struct StartRequest: Sendable {
     public var userAgent: String?
     /// Normalized BCP 47 tag for the mail's language (validated by the caller).
     public var locale: String?
-    public init(email: String, redirect: String? = nil, ip: String? = nil, userAgent: String? = nil, locale: String? = nil) {
+    public var send: SendMode
+    public init(email: String, redirect: String? = nil, ip: String? = nil, userAgent: String? = nil, locale: String? = nil,
+                send: SendMode = .link) {
+        self.send = send
         self.email = email
         self.redirect = redirect
         self.ip = ip
@@ -53,6 +74,8 @@ public struct StartRequest: Sendable {
 
 public struct StartResult: Sendable, Equatable {
     public var expiresAt: Int64
+    /// The flow secret for the browser that asked (a cookie); only its hash is stored.
+    public var flow: String
     /// For logs only (masked address, message id): never the token.
     public var maskedEmail: String
     public var messageID: String
@@ -70,6 +93,17 @@ public struct LoginResult: Sendable {
     public var user: UserInfo
     public var redirect: String
     public var createdUser: Bool
+}
+
+/// What `peek` tells about a link without consuming it.
+public struct PeekResult: Sendable, Equatable {
+    public var valid: Bool
+    /// Why not valid.
+    public var reason: AuthError.TokenRejection?
+    public var flowMatches: Bool
+    /// Only for links that exist.
+    public var emailMasked: String?
+    public var expiresAt: Int64?
 }
 
 public struct SessionInfo: Sendable, Equatable {
@@ -124,8 +158,10 @@ public struct Authenticator: Sendable {
 
         let now = time.now()
         let token = Secret.generate(using: random)
+        let flow = Secret.generate(using: random)
+        let code = request.send.sendsCode ? Self.generateCode(using: random) : nil
         let messageID = hex(random.bytes(16)) + "@" + policy.messageIDDomain
-        let sealed = try sealer.seal(token.text, messageID: messageID)
+        let sealed = try sealer.seal(MailSecrets(token: token.text, code: code, send: request.send).payload, messageID: messageID)
         let expiresAt = now + policy.tokenTTL
 
         var limits: [(key: String, limit: RateLimit)] = [("email:" + email.matchKey, policy.startPerAddress)]
@@ -148,52 +184,129 @@ public struct Authenticator: Sendable {
             try tx.insertToken(LoginTokenRecord(
                 hash: token.hash, email: email.address, emailKey: email.matchKey, redirect: redirect,
                 createdAt: now, expiresAt: expiresAt, ip: request.ip,
-                userAgent: request.userAgent.map(Self.clipUserAgent)))
+                userAgent: request.userAgent.map(Self.clipUserAgent), flowHash: flow.hash,
+                codeHash: code.map { Self.codeHash(flow: flow.text, code: $0) }))
             try tx.enqueueMail(QueuedMail(
                 messageID: messageID, kind: .login, recipient: email.address, sealedToken: sealed,
                 createdAt: now, expiresAt: expiresAt, locale: request.locale))
             for (key, _) in limits { try tx.recordRateEvent(key: key, at: now) }
         }
-        return StartResult(expiresAt: expiresAt, maskedEmail: email.masked, messageID: messageID)
+        return StartResult(expiresAt: expiresAt, flow: flow.text, maskedEmail: email.masked, messageID: messageID)
     }
 
     // MARK: callback
 
     /// Consumes the token and opens a session in one transaction: of concurrent callers with the
-    /// same token exactly one gets a session.
-    public func callback(token: String, ip: String? = nil, userAgent: String? = nil) throws -> LoginResult {
+    /// same token exactly one gets a session. A link opened without the flow of the browser that
+    /// asked for it never logs in silently (see `FlowBinding`); refusing leaves the token as it was.
+    public func callback(token: String, flow: String? = nil, confirm: Bool = false,
+                         ip: String? = nil, userAgent: String? = nil) throws -> LoginResult {
         if let ip { _ = try Self.rateKey(forIP: ip) }
         guard Secret.isWellFormed(token) else { throw AuthError.invalidToken(.unknown) }
         let tokenHash = Secret.hash(of: token)
+        let flowHash = flow.flatMap { Secret.isWellFormed($0) ? Secret.hash(of: $0) : nil }
         let now = time.now()
         let session = Secret.generate(using: random)
         let newUserID = Self.uuid(random.bytes(16))
 
         return try store.write { tx in
             guard let record = try tx.token(hash: tokenHash) else { throw AuthError.invalidToken(.unknown) }
-            if record.usedAt != nil { throw AuthError.invalidToken(.used) }
-            if record.supersededAt != nil || now >= record.expiresAt { throw AuthError.invalidToken(.expired) }
-            guard try tx.markTokenUsed(hash: tokenHash, at: now) else { throw AuthError.invalidToken(.used) }
-
-            var createdUser = false
-            let user: UserRecord
-            if let existing = try tx.user(emailKey: record.emailKey) {
-                user = existing
-            } else {
-                user = UserRecord(id: newUserID, email: record.email, emailKey: record.emailKey, createdAt: now)
-                try tx.insertUser(user)
-                createdUser = true
+            if let rejection = Self.rejection(of: record, at: now) { throw AuthError.invalidToken(rejection) }
+            // Tokens from before flows existed have no flow to match.
+            if let expected = record.flowHash, flowHash != expected {
+                if policy.flowBinding == .strict { throw AuthError.flowMismatch }
+                if !confirm {
+                    throw AuthError.confirmationRequired(emailMasked: Self.masked(record.email), requestedAt: record.createdAt)
+                }
             }
-            let expiresAt = now + policy.sessionTTL
-            let idleExpiresAt = min(now + policy.sessionIdleTTL, expiresAt)
-            try tx.insertSession(SessionRecord(
-                hash: session.hash, userID: user.id, createdAt: now, expiresAt: expiresAt,
-                idleExpiresAt: idleExpiresAt, touchedAt: now, ip: ip,
-                userAgent: userAgent.map(Self.clipUserAgent)))
-            return LoginResult(session: session.text, expiresAt: expiresAt, idleExpiresAt: idleExpiresAt,
-                               user: UserInfo(id: user.id, email: user.email), redirect: record.redirect,
-                               createdUser: createdUser)
+            return try openSession(tx, for: record, now: now, session: session, newUserID: newUserID, ip: ip, userAgent: userAgent)
         }
+    }
+
+    // MARK: code
+
+    /// Logs in with the code mailed for `flow`. A code only counts with its own flow; the
+    /// flow's code dies after `AuthPolicy.codeAttempts` wrong ones (its link stays valid).
+    public func verifyCode(flow: String, code: String, ip: String? = nil, userAgent: String? = nil) throws -> LoginResult {
+        if let ip { _ = try Self.rateKey(forIP: ip) }
+        guard let digits = Self.normalizedCode(code) else {
+            throw AuthError.invalidField(field: "params.code", reason: "must be the 6 digits from the mail")
+        }
+        guard Secret.isWellFormed(flow) else { throw AuthError.invalidToken(.unknown) }
+        let flowHash = Secret.hash(of: flow)
+        let offered = Self.codeHash(flow: flow, code: digits)
+        let now = time.now()
+        let session = Secret.generate(using: random)
+        let newUserID = Self.uuid(random.bytes(16))
+
+        enum Outcome { case login(LoginResult), wrong(attemptsLeft: Int) }
+        // A wrong code is counted in a committed transaction, so the error is thrown after it.
+        let outcome: Outcome = try store.write { tx in
+            guard let record = try tx.token(flowHash: flowHash) else { throw AuthError.invalidToken(.unknown) }
+            if let rejection = Self.rejection(of: record, at: now) { throw AuthError.invalidToken(rejection) }
+            guard let expected = record.codeHash, record.codeFailures < AuthPolicy.codeAttempts else {
+                return .wrong(attemptsLeft: 0)
+            }
+            guard constantTimeEqual(expected, offered) else {
+                let failures = try tx.recordCodeFailure(hash: record.hash)
+                return .wrong(attemptsLeft: max(0, AuthPolicy.codeAttempts - failures))
+            }
+            return .login(try openSession(tx, for: record, now: now, session: session, newUserID: newUserID, ip: ip, userAgent: userAgent))
+        }
+        switch outcome {
+        case .login(let result): return result
+        case .wrong(let left): throw AuthError.invalidCode(attemptsLeft: left)
+        }
+    }
+
+    // MARK: peek
+
+    /// Looks at a link without consuming it, for the app's GET page (mail scanners open links
+    /// before people do). Every look at an existing link is counted for the admin.
+    public func peek(token: String, flow: String? = nil) throws -> PeekResult {
+        let unknown = PeekResult(valid: false, reason: .unknown, flowMatches: false, emailMasked: nil, expiresAt: nil)
+        guard Secret.isWellFormed(token) else { return unknown }
+        let tokenHash = Secret.hash(of: token)
+        let flowHash = flow.flatMap { Secret.isWellFormed($0) ? Secret.hash(of: $0) : nil }
+        let now = time.now()
+        return try store.write { tx in
+            guard let record = try tx.token(hash: tokenHash) else { return unknown }
+            try tx.recordPeek(hash: tokenHash)
+            let rejection = Self.rejection(of: record, at: now)
+            return PeekResult(valid: rejection == nil, reason: rejection,
+                              flowMatches: record.flowHash != nil && record.flowHash == flowHash,
+                              emailMasked: Self.masked(record.email), expiresAt: record.expiresAt)
+        }
+    }
+
+    /// The user (created on first login) and a new session for a token that checked out.
+    private func openSession(_ tx: any AuthTransaction, for record: LoginTokenRecord, now: Int64, session: Secret,
+                             newUserID: String, ip: String?, userAgent: String?) throws -> LoginResult {
+        guard try tx.markTokenUsed(hash: record.hash, at: now) else { throw AuthError.invalidToken(.used) }
+        var createdUser = false
+        let user: UserRecord
+        if let existing = try tx.user(emailKey: record.emailKey) {
+            user = existing
+        } else {
+            user = UserRecord(id: newUserID, email: record.email, emailKey: record.emailKey, createdAt: now)
+            try tx.insertUser(user)
+            createdUser = true
+        }
+        let expiresAt = now + policy.sessionTTL
+        let idleExpiresAt = min(now + policy.sessionIdleTTL, expiresAt)
+        try tx.insertSession(SessionRecord(
+            hash: session.hash, userID: user.id, createdAt: now, expiresAt: expiresAt,
+            idleExpiresAt: idleExpiresAt, touchedAt: now, ip: ip,
+            userAgent: userAgent.map(Self.clipUserAgent)))
+        return LoginResult(session: session.text, expiresAt: expiresAt, idleExpiresAt: idleExpiresAt,
+                           user: UserInfo(id: user.id, email: user.email), redirect: record.redirect,
+                           createdUser: createdUser)
+    }
+
+    static func rejection(of record: LoginTokenRecord, at now: Int64) -> AuthError.TokenRejection? {
+        if record.usedAt != nil { return .used }
+        if record.supersededAt != nil || now >= record.expiresAt { return .expired }
+        return nil
     }
 
     // MARK: session
@@ -232,6 +345,32 @@ public struct Authenticator: Sendable {
 
     // MARK: helpers
 
+    /// Six decimal digits, uniform: a 32-bit draw below the largest multiple of 10^6 that fits.
+    static func generateCode(using random: some RandomSource) -> String {
+        while true {
+            let bytes = random.bytes(4)
+            let value = bytes.reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+            guard value < 4_294_000_000 else { continue }
+            let digits = String(value % 1_000_000)
+            return String(repeating: "0", count: 6 - digits.count) + digits
+        }
+    }
+
+    /// The code as people type it: spaces and hyphens between the digits are fine.
+    static func normalizedCode(_ text: String) -> String? {
+        let kept = text.unicodeScalars.filter { $0 != " " && $0 != "-" }
+        guard kept.count == 6, kept.allSatisfy({ ("0"..."9").contains($0) }) else { return nil }
+        return String(String.UnicodeScalarView(kept))
+    }
+
+    static func codeHash(flow: String, code: String) -> [UInt8] {
+        Secret.hash(of: flow + ":" + code)
+    }
+
+    static func masked(_ address: String) -> String {
+        (try? EmailAddress(parsing: address).masked) ?? "***"
+    }
+
     static func rateKey(forIP ip: String) throws -> String {
         guard let key = IPAddress.rateLimitKey(ip) else {
             throw AuthError.invalidField(field: "params.ip", reason: "not an IPv4 or IPv6 address")
@@ -262,4 +401,12 @@ public struct Authenticator: Sendable {
         return String(chars[0..<8]) + "-" + String(chars[8..<12]) + "-" + String(chars[12..<16]) + "-"
             + String(chars[16..<20]) + "-" + String(chars[20..<32])
     }
+}
+
+/// Equality whose time does not depend on where the first difference is.
+func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+    guard a.count == b.count else { return false }
+    var difference: UInt8 = 0
+    for index in a.indices { difference |= a[index] ^ b[index] }
+    return difference == 0
 }

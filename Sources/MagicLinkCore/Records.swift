@@ -10,10 +10,24 @@ public struct LoginTokenRecord: Sendable, Equatable {
     public var supersededAt: Int64?
     public var ip: String?
     public var userAgent: String?
+    /// SHA-256 of the flow secret handed to the browser that asked (nil for tokens from before flows).
+    public var flowHash: [UInt8]?
+    /// SHA-256 over the flow secret and the code (nil when no code was sent): without the flow
+    /// text, which only the browser has, the hash cannot be brute-forced from the database.
+    public var codeHash: [UInt8]?
+    /// Wrong codes tried for this flow.
+    public var codeFailures: Int
+    /// Times the link was looked at with `peek` (scanners, previews, the app's own GET page).
+    public var peeks: Int
 
     public init(hash: [UInt8], email: String, emailKey: String, redirect: String, createdAt: Int64,
                 expiresAt: Int64, usedAt: Int64? = nil, supersededAt: Int64? = nil,
-                ip: String? = nil, userAgent: String? = nil) {
+                ip: String? = nil, userAgent: String? = nil, flowHash: [UInt8]? = nil, codeHash: [UInt8]? = nil,
+                codeFailures: Int = 0, peeks: Int = 0) {
+        self.flowHash = flowHash
+        self.codeHash = codeHash
+        self.codeFailures = codeFailures
+        self.peeks = peeks
         self.hash = hash
         self.email = email
         self.emailKey = emailKey

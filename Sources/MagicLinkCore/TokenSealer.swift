@@ -27,3 +27,32 @@ public struct TokenSealer: Sendable {
         return String(decoding: Array(plain), as: UTF8.self)
     }
 }
+
+/// The secrets one queued mail carries, as one sealed payload: the login token (for the link)
+/// and, when asked for, the code, with what the mail shows. A payload of a bare token (queued
+/// before codes existed) reads as a link-only mail.
+public struct MailSecrets: Sendable, Equatable {
+    public var token: String
+    public var code: String?
+    public var send: SendMode
+
+    public init(token: String, code: String?, send: SendMode) {
+        self.token = token
+        self.code = code
+        self.send = send
+    }
+
+    /// "v2\n<send>\n<token>\n<code or nothing>"
+    public var payload: String { ["v2", send.rawValue, token, code ?? ""].joined(separator: "\n") }
+
+    public init?(payload: String) {
+        let parts = payload.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        if parts.count == 1 {
+            self.init(token: payload, code: nil, send: .link)
+            return
+        }
+        guard parts.count == 4, parts[0] == "v2", let send = SendMode(rawValue: parts[1]) else { return nil }
+        self.init(token: parts[2], code: parts[3].isEmpty ? nil : parts[3], send: send)
+        if send.sendsCode != (code != nil) { return nil }
+    }
+}

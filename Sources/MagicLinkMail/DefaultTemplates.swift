@@ -4,6 +4,9 @@
 // the rules are in TemplateCatalog.swift. These are plain Mustache (https://mustache.github.io):
 //
 //   {{link}}        the sign-in link                     {{app_name}}   the app's name
+//   {{code}}        the 6-digit sign-in code
+//   {{#send_link}}…{{/send_link}}, {{#send_code}}…{{/send_code}}   what this mail carries: the link,
+//                   the code or both (`start`'s `send`); a body must show each one it carries
 //   {{email}}       the recipient's address              {{locale}}     the locale used, e.g. "pt"
 //   {{minutes}}     whole minutes until the link expires {{expires_at}} expiry, Unix seconds
 //   {{#one_minute}}…{{/one_minute}}{{^one_minute}}…{{/one_minute}}  singular / plural of minutes
@@ -32,16 +35,24 @@ enum DefaultTemplates {
     // MARK: - English (default)
 
     static let loginEnglish = TemplateSources(
-        subject: "Your sign-in link for {{app_name}}",
+        subject: "{{#send_link}}Your sign-in link{{#send_code}} and code{{/send_code}}{{/send_link}}{{^send_link}}Your sign-in code{{/send_link}} for {{app_name}}",
         text: """
             Hello,
+            {{#send_link}}
 
             Use this link to sign in to {{app_name}}:
 
             {{link}}
+            {{/send_link}}
+            {{#send_code}}
 
-            The link works once and expires in {{#one_minute}}1 minute{{/one_minute}}{{^one_minute}}{{minutes}} minutes{{/one_minute}}.
-            If you did not ask to sign in, you can ignore this email: nobody can sign in without the link.
+            {{#send_link}}Or enter this code on the sign-in page:{{/send_link}}{{^send_link}}Enter this code on the sign-in page of {{app_name}}:{{/send_link}}
+
+                {{code}}
+            {{/send_code}}
+
+            It works once and expires in {{#one_minute}}1 minute{{/one_minute}}{{^one_minute}}{{minutes}} minutes{{/one_minute}}.
+            If you did not ask to sign in, you can ignore this email: nobody can sign in without it.
 
             """,
         html: """
@@ -49,10 +60,16 @@ enum DefaultTemplates {
             <html lang="{{locale}}"><head><meta charset="utf-8"><title>{{subject}}</title></head>
             <body style="font-family: sans-serif; line-height: 1.5">
             <p>Hello,</p>
+            {{#send_link}}
             <p>Use this link to sign in to {{app_name}}:</p>
             <p><a href="{{link}}" style="display: inline-block; padding: 10px 18px; background: #2f5bd3; color: #ffffff; text-decoration: none; border-radius: 4px">Sign in to {{app_name}}</a></p>
             <p style="font-size: small">Or paste this address into your browser:<br>{{link}}</p>
-            <p style="font-size: small">The link works once and expires in {{#one_minute}}1 minute{{/one_minute}}{{^one_minute}}{{minutes}} minutes{{/one_minute}}. If you did not ask to sign in, you can ignore this email: nobody can sign in without the link.</p>
+            {{/send_link}}
+            {{#send_code}}
+            <p>{{#send_link}}Or enter this code on the sign-in page:{{/send_link}}{{^send_link}}Enter this code on the sign-in page of {{app_name}}:{{/send_link}}</p>
+            <p style="font-size: 28px; letter-spacing: 6px; font-family: monospace; font-weight: bold">{{code}}</p>
+            {{/send_code}}
+            <p style="font-size: small">It works once and expires in {{#one_minute}}1 minute{{/one_minute}}{{^one_minute}}{{minutes}} minutes{{/one_minute}}. If you did not ask to sign in, you can ignore this email: nobody can sign in without it.</p>
             </body></html>
 
             """
@@ -64,16 +81,24 @@ enum DefaultTemplates {
     // "e-mail" and "navegador", which both use.
 
     static let loginPortuguese = TemplateSources(
-        subject: "O seu link para entrar em {{app_name}}",
+        subject: "{{#send_link}}O seu link{{#send_code}} e código{{/send_code}} para entrar em {{app_name}}{{/send_link}}{{^send_link}}O seu código para entrar em {{app_name}}{{/send_link}}",
         text: """
             Olá,
+            {{#send_link}}
 
             Use este link para entrar em {{app_name}}:
 
             {{link}}
+            {{/send_link}}
+            {{#send_code}}
 
-            O link só pode ser usado uma vez e expira em {{#one_minute}}1 minuto{{/one_minute}}{{^one_minute}}{{minutes}} minutos{{/one_minute}}.
-            Se não pediu este link, pode ignorar este e-mail: ninguém consegue entrar sem ele.
+            {{#send_link}}Ou use este código na página de entrada:{{/send_link}}{{^send_link}}Use este código na página de entrada de {{app_name}}:{{/send_link}}
+
+                {{code}}
+            {{/send_code}}
+
+            Só pode ser usado uma vez e expira em {{#one_minute}}1 minuto{{/one_minute}}{{^one_minute}}{{minutes}} minutos{{/one_minute}}.
+            Se não pediu para entrar, pode ignorar este e-mail: ninguém consegue entrar sem ele.
 
             """,
         html: """
@@ -81,10 +106,16 @@ enum DefaultTemplates {
             <html lang="{{locale}}"><head><meta charset="utf-8"><title>{{subject}}</title></head>
             <body style="font-family: sans-serif; line-height: 1.5">
             <p>Olá,</p>
+            {{#send_link}}
             <p>Use este link para entrar em {{app_name}}:</p>
             <p><a href="{{link}}" style="display: inline-block; padding: 10px 18px; background: #2f5bd3; color: #ffffff; text-decoration: none; border-radius: 4px">Entrar em {{app_name}}</a></p>
             <p style="font-size: small">Ou copie e cole este endereço no navegador:<br>{{link}}</p>
-            <p style="font-size: small">O link só pode ser usado uma vez e expira em {{#one_minute}}1 minuto{{/one_minute}}{{^one_minute}}{{minutes}} minutos{{/one_minute}}. Se não pediu este link, pode ignorar este e-mail: ninguém consegue entrar sem ele.</p>
+            {{/send_link}}
+            {{#send_code}}
+            <p>{{#send_link}}Ou use este código na página de entrada:{{/send_link}}{{^send_link}}Use este código na página de entrada de {{app_name}}:{{/send_link}}</p>
+            <p style="font-size: 28px; letter-spacing: 6px; font-family: monospace; font-weight: bold">{{code}}</p>
+            {{/send_code}}
+            <p style="font-size: small">Só pode ser usado uma vez e expira em {{#one_minute}}1 minuto{{/one_minute}}{{^one_minute}}{{minutes}} minutos{{/one_minute}}. Se não pediu para entrar, pode ignorar este e-mail: ninguém consegue entrar sem ele.</p>
             </body></html>
 
             """
@@ -96,16 +127,24 @@ enum DefaultTemplates {
     // letters do.
 
     static let loginGerman = TemplateSources(
-        subject: "Ihr Anmeldelink für {{app_name}}",
+        subject: "{{#send_link}}Ihr Anmeldelink{{#send_code}} und -code{{/send_code}}{{/send_link}}{{^send_link}}Ihr Anmeldecode{{/send_link}} für {{app_name}}",
         text: """
             Hallo,
+            {{#send_link}}
 
             mit diesem Link melden Sie sich bei {{app_name}} an:
 
             {{link}}
+            {{/send_link}}
+            {{#send_code}}
 
-            Der Link kann nur einmal verwendet werden und läuft in {{#one_minute}}einer Minute{{/one_minute}}{{^one_minute}}{{minutes}} Minuten{{/one_minute}} ab.
-            Falls Sie keine Anmeldung angefordert haben, können Sie diese E-Mail ignorieren: Ohne den Link kann sich niemand anmelden.
+            {{#send_link}}Oder geben Sie diesen Code auf der Anmeldeseite ein:{{/send_link}}{{^send_link}}geben Sie diesen Code auf der Anmeldeseite von {{app_name}} ein:{{/send_link}}
+
+                {{code}}
+            {{/send_code}}
+
+            Er kann nur einmal verwendet werden und läuft in {{#one_minute}}einer Minute{{/one_minute}}{{^one_minute}}{{minutes}} Minuten{{/one_minute}} ab.
+            Falls Sie keine Anmeldung angefordert haben, können Sie diese E-Mail ignorieren: Ohne ihn kann sich niemand anmelden.
 
             """,
         html: """
@@ -113,10 +152,16 @@ enum DefaultTemplates {
             <html lang="{{locale}}"><head><meta charset="utf-8"><title>{{subject}}</title></head>
             <body style="font-family: sans-serif; line-height: 1.5">
             <p>Hallo,</p>
+            {{#send_link}}
             <p>mit diesem Link melden Sie sich bei {{app_name}} an:</p>
             <p><a href="{{link}}" style="display: inline-block; padding: 10px 18px; background: #2f5bd3; color: #ffffff; text-decoration: none; border-radius: 4px">Bei {{app_name}} anmelden</a></p>
             <p style="font-size: small">Oder kopieren Sie diese Adresse in die Adresszeile Ihres Browsers:<br>{{link}}</p>
-            <p style="font-size: small">Der Link kann nur einmal verwendet werden und läuft in {{#one_minute}}einer Minute{{/one_minute}}{{^one_minute}}{{minutes}} Minuten{{/one_minute}} ab. Falls Sie keine Anmeldung angefordert haben, können Sie diese E-Mail ignorieren: Ohne den Link kann sich niemand anmelden.</p>
+            {{/send_link}}
+            {{#send_code}}
+            <p>{{#send_link}}Oder geben Sie diesen Code auf der Anmeldeseite ein:{{/send_link}}{{^send_link}}geben Sie diesen Code auf der Anmeldeseite von {{app_name}} ein:{{/send_link}}</p>
+            <p style="font-size: 28px; letter-spacing: 6px; font-family: monospace; font-weight: bold">{{code}}</p>
+            {{/send_code}}
+            <p style="font-size: small">Er kann nur einmal verwendet werden und läuft in {{#one_minute}}einer Minute{{/one_minute}}{{^one_minute}}{{minutes}} Minuten{{/one_minute}} ab. Falls Sie keine Anmeldung angefordert haben, können Sie diese E-Mail ignorieren: Ohne ihn kann sich niemand anmelden.</p>
             </body></html>
 
             """

@@ -1,10 +1,12 @@
-/// A message on its way out, with the link it carries (only the `log` transport prints it).
+/// A message on its way out, with the link and code it carries (only the `log` transport prints them).
 public struct Delivery: Sendable {
     public var message: MailMessage
-    public var link: String
-    public init(message: MailMessage, link: String) {
+    public var link: String?
+    public var code: String?
+    public init(message: MailMessage, link: String?, code: String? = nil) {
         self.message = message
         self.link = link
+        self.code = code
     }
 }
 
@@ -66,7 +68,12 @@ public struct LogTransport: MailTransport {
 
     public func deliver(_ delivery: Delivery) async throws(MailTransportError) -> String {
         var stream = StandardError()
-        print("magiclinkd: [log transport] sign-in link for \(delivery.message.to.address): \(delivery.link)", to: &stream)
+        if let link = delivery.link {
+            print("magiclinkd: [log transport] sign-in link for \(delivery.message.to.address): \(link)", to: &stream)
+        }
+        if let code = delivery.code {
+            print("magiclinkd: [log transport] sign-in code for \(delivery.message.to.address): \(code)", to: &stream)
+        }
         return "stderr"
     }
 }

@@ -125,7 +125,7 @@ public struct TemplateCatalog: Sendable {
     /// The subject comes out as one line: line breaks, tabs and other control characters become
     /// spaces, runs of spaces one space, and it is trimmed.
     public func render(
-        _ kind: MailKind, locale: String?, link: String, appName: String, email: String,
+        _ kind: MailKind, locale: String?, link: String?, code: String? = nil, appName: String, email: String,
         expiresAt: Int64, now: Int64
     ) throws(TemplateError) -> RenderedMail {
         let chain = Self.fallbackChain(for: locale)
@@ -143,7 +143,10 @@ public struct TemplateCatalog: Sendable {
 
         let minutes = Self.wholeMinutes(from: now, to: expiresAt)
         var values: [String: Any] = [
-            "link": link,
+            "link": link ?? "",
+            "code": code ?? "",
+            "send_link": link != nil,
+            "send_code": code != nil,
             "app_name": appName,
             "email": email,
             "minutes": minutes,
@@ -156,9 +159,13 @@ public struct TemplateCatalog: Sendable {
         let textTemplate = try template(.text)
         let text = textTemplate.template.render(values)
         let html = try template(.html).template.render(values)
-        // Checked at load for both plural forms; kept as a last guard against a mail without its link.
-        if kind == .login && !text.contains(link) {
+        // Checked at load for every mode and plural form; kept as a last guard against a mail
+        // without what it is for.
+        if kind == .login, let link, !text.contains(link) {
             throw TemplateError(file: textTemplate.origin, reason: "the rendered text body does not contain the link")
+        }
+        if kind == .login, let code, !text.contains(code) {
+            throw TemplateError(file: textTemplate.origin, reason: "the rendered text body does not contain the code")
         }
         return RenderedMail(subject: subject, text: text, html: html, locale: resolved)
     }
@@ -199,7 +206,8 @@ public struct TemplateCatalog: Sendable {
     // MARK: - Internals
 
     /// The variables every template may use; `subject` only in the bodies.
-    static let variableNames: Set<String> = ["link", "app_name", "email", "minutes", "one_minute", "expires_at", "locale", "subject"]
+    static let variableNames: Set<String> = ["link", "code", "send_link", "send_code", "app_name", "email", "minutes", "one_minute",
+                                             "expires_at", "locale", "subject"]
 
     /// Whole minutes from `now` until `expiresAt`, rounded up, at least 1 (no overflow).
     static func wholeMinutes(from now: Int64, to expiresAt: Int64) -> Int64 {
@@ -249,9 +257,12 @@ public struct TemplateCatalog: Sendable {
         }
 
         let sampleLink = "https://example.invalid/auth/callback?token=SAMPLE-TOKEN"
-        for oneMinute in [true, false] {
+        let sampleCode = "246813"
+        for (sendLink, sendCode) in [(true, false), (false, true), (true, true)] {
+          for oneMinute in [true, false] {
             let probe = VariableProbe(values: [
-                "link": sampleLink, "app_name": "Example", "email": "someone@example.invalid",
+                "link": sendLink ? sampleLink : "", "code": sendCode ? sampleCode : "",
+                "send_link": sendLink, "send_code": sendCode, "app_name": "Example", "email": "someone@example.invalid",
                 "minutes": Int64(oneMinute ? 1 : 10), "one_minute": oneMinute, "expires_at": Int64(1_800_000_000),
                 "locale": "en", "subject": "Subject",
             ].filter { part != .subject || $0.key != "subject" })
@@ -260,12 +271,19 @@ public struct TemplateCatalog: Sendable {
                 let known = variableNames.subtracting(part == .subject ? ["subject"] : []).sorted().joined(separator: ", ")
                 throw TemplateError(file: origin, reason: "unknown variable \"\(unknown)\" (known: \(known))")
             }
-            if kind == .login && part != .subject && !output.contains(sampleLink) {
+            if kind == .login && part != .subject && sendLink && !output.contains(sampleLink) {
                 throw TemplateError(
                     file: origin,
-                    reason: "the \(part.rawValue) body must show the link ({{link}})"
+                    reason: "the \(part.rawValue) body must show the link ({{link}}) whenever send_link is set,"
                         + " whether or not one_minute is set")
             }
+            if kind == .login && part != .subject && sendCode && !output.contains(sampleCode) {
+                throw TemplateError(
+                    file: origin,
+                    reason: "the \(part.rawValue) body must show the code ({{code}}) whenever send_code is set"
+                        + " (mails for `start` with send \"code\" or \"both\"), whether or not one_minute is set")
+            }
+          }
         }
         return Compiled(template: template, origin: origin)
     }

@@ -119,4 +119,13 @@ public struct Params: Sendable {
         default: throw .invalidField("params.\(name)", "must be a string.")
         }
     }
+
+    /// Absent and `null` both mean `false`.
+    public func optionalBool(_ name: String) throws(WireError) -> Bool {
+        switch object[name] {
+        case nil, .null?: return false
+        case .bool(let value)?: return value
+        default: throw .invalidField("params.\(name)", "must be true or false.")
+        }
+    }
 }

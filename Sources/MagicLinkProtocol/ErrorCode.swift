@@ -10,6 +10,9 @@ public struct ErrorCode: Hashable, Sendable, CustomStringConvertible {
         case rateLimited = "rate_limited"
         case invalidToken = "invalid_token"
         case invalidSession = "invalid_session"
+        case invalidCode = "invalid_code"
+        case confirmationRequired = "confirmation_required"
+        case flowMismatch = "flow_mismatch"
         case permissionDenied = "permission_denied"
         case unavailable = "unavailable"
         case internalError = "internal_error"
@@ -34,6 +37,9 @@ public struct ErrorCode: Hashable, Sendable, CustomStringConvertible {
     public static let rateLimited = ErrorCode(.rateLimited)
     public static let invalidToken = ErrorCode(.invalidToken)
     public static let invalidSession = ErrorCode(.invalidSession)
+    public static let invalidCode = ErrorCode(.invalidCode)
+    public static let confirmationRequired = ErrorCode(.confirmationRequired)
+    public static let flowMismatch = ErrorCode(.flowMismatch)
     public static let permissionDenied = ErrorCode(.permissionDenied)
     public static let unavailable = ErrorCode(.unavailable)
     public static let internalError = ErrorCode(.internalError)

@@ -38,6 +38,8 @@ struct AdminOps: Sendable {
                 "users": .integer(Int64(status.users)),
                 "live_sessions": .integer(Int64(status.liveSessions)),
                 "mail": .object(JSONObject(states.map { ($0, .integer(Int64(status.mail[$0] ?? 0))) })),
+                "links": .object(["peeked_never_used": .integer(Int64(status.peekedNeverUsed)),
+                                  "peeked_then_used": .integer(Int64(status.peekedThenUsed))]),
             ]
 
         case "admin_sessions":

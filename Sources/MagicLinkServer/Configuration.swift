@@ -16,6 +16,8 @@ public struct Configuration: Sendable {
     public var keyFile: String?
     public var callbackURL = "http://localhost:8080/auth/callback"
     public var allowedRedirectOrigins: [String] = []
+    /// What `callback` does with a link opened without its flow.
+    public var flowBinding = FlowBinding.confirm
     public var appName = "magiclinkd"
     public var mailFrom = "magiclinkd <no-reply@localhost>"
     public var mailTransport = MailTransportKind.outbox
@@ -181,6 +183,7 @@ public struct Configuration: Sendable {
             ("socket", socket), ("socket_mode", "0" + String(socketMode, radix: 8)), ("database", database),
             ("key_file", effectiveKeyFile), ("callback_url", callbackURL),
             ("allowed_redirect_origins", "[" + allowedRedirectOrigins.joined(separator: ", ") + "]"),
+            ("flow_binding", flowBinding.rawValue),
             ("app_name", appName), ("mail_from", mailFrom), ("mail_transport", mailTransport.rawValue),
             ("outbox_dir", outboxDir), ("smtp_host", smtpHost ?? ""),
             ("smtp_port", smtpPort.map(String.init) ?? "(by smtp_tls)"), ("smtp_tls", smtpTLS.rawValue),
@@ -222,6 +225,7 @@ public struct Configuration: Sendable {
         policy.startPerAddress = RateLimit(maximum: rateLimitEmailMax, window: rateLimitEmailWindow)
         policy.messageIDDomain = fromMailbox.domain
         policy.mailQueueLimit = mailQueueMax
+        policy.flowBinding = flowBinding
         return policy
     }
 }
@@ -262,6 +266,12 @@ extension Configuration {
         Setting("callback_url") { c, v throws(SettingError) in c.callbackURL = try callback(v) },
         Setting("allowed_redirect_origins", list: true) { c, v in
             c.allowedRedirectOrigins = v.split(separator: ",").map { String($0).trimmingWhitespace() }.filter { !$0.isEmpty }
+        },
+        Setting("flow_binding") { c, v throws(SettingError) in
+            guard let binding = FlowBinding(rawValue: v) else {
+                throw SettingError(reason: "must be one of \(FlowBinding.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            c.flowBinding = binding
         },
         Setting("app_name") { c, v throws(SettingError) in c.appName = try nonEmpty(v, max: 100) },
         Setting("mail_from") { c, v throws(SettingError) in c.mailFrom = try nonEmpty(v, max: 320) },

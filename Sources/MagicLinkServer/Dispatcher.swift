@@ -8,7 +8,7 @@ import NIOPosix
 /// Turns one request line into one reply line. Decoding and encoding happen on the caller's
 /// task; everything that touches the database runs on `blockingPool`, never on an event loop.
 final class Dispatcher: Sendable {
-    static let ops = ["hello", "start", "callback", "session", "logout", "logout_all"] + AdminOps.ops
+    static let ops = ["hello", "start", "callback", "verify_code", "peek", "session", "logout", "logout_all"] + AdminOps.ops
     static let knownOps = Set(ops)
 
     let authenticator: Authenticator
@@ -81,16 +81,23 @@ final class Dispatcher: Sendable {
                 }
                 locale = normalized
             }
+            var send = SendMode.link
+            if let text = try params.optionalString("send") {
+                guard let mode = SendMode(rawValue: text) else {
+                    throw WireError.invalidField("params.send", "must be \"link\", \"code\" or \"both\".")
+                }
+                send = mode
+            }
             let start = StartRequest(email: try params.requiredString("email"),
                                      redirect: try params.optionalString("redirect"),
                                      ip: try params.optionalString("ip"),
                                      userAgent: try params.optionalString("user_agent"),
-                                     locale: locale)
+                                     locale: locale, send: send)
             do {
                 let result = try await blocking { try self.authenticator.start(start) }
                 logger.info("login requested", metadata: ["event": "start", "email": "\(result.maskedEmail)", "message_id": "\(result.messageID)"])
                 mailWakeup.signal()
-                return ["expires_at": .integer(result.expiresAt)]
+                return ["expires_at": .integer(result.expiresAt), "flow": .string(result.flow)]
             } catch let error as AuthError {
                 if case .rateLimited(let retry) = error {
                     logger.notice("login request rate limited", metadata: ["event": "start_refused", "retry_after_s": "\(retry)"])
@@ -102,25 +109,32 @@ final class Dispatcher: Sendable {
 
         case "callback":
             let token = try params.requiredString("token")
+            let flow = try params.optionalString("flow")
+            let confirm = try params.optionalBool("confirm")
             let ip = try params.optionalString("ip")
             let userAgent = try params.optionalString("user_agent")
-            do {
-                let login = try await blocking { try self.authenticator.callback(token: token, ip: ip, userAgent: userAgent) }
-                logger.info("login succeeded", metadata: [
-                    "event": "login", "user_id": "\(login.user.id)", "new_user": "\(login.createdUser)",
-                    "session": "\(Secret.logHandle(of: login.session))",
-                ])
-                return [
-                    "session": .string(login.session),
-                    "expires_at": .integer(login.expiresAt),
-                    "idle_expires_at": .integer(login.idleExpiresAt),
-                    "user": .object(["id": .string(login.user.id), "email": .string(login.user.email)]),
-                    "redirect": .string(login.redirect),
-                ]
-            } catch AuthError.invalidToken(let reason) {
-                logger.notice("login refused", metadata: ["event": "login_refused", "reason": "\(reason.rawValue)"])
-                throw AuthError.invalidToken(reason)
+            return try await login(via: "link") {
+                try self.authenticator.callback(token: token, flow: flow, confirm: confirm, ip: ip, userAgent: userAgent)
             }
+
+        case "verify_code":
+            let flow = try params.requiredString("flow")
+            let code = try params.requiredString("code")
+            let ip = try params.optionalString("ip")
+            let userAgent = try params.optionalString("user_agent")
+            return try await login(via: "code") {
+                try self.authenticator.verifyCode(flow: flow, code: code, ip: ip, userAgent: userAgent)
+            }
+
+        case "peek":
+            let token = try params.requiredString("token")
+            let flow = try params.optionalString("flow")
+            let peek = try await blocking { try self.authenticator.peek(token: token, flow: flow) }
+            var result: JSONObject = ["valid": .bool(peek.valid), "flow_matches": .bool(peek.flowMatches)]
+            result["reason"] = peek.reason.map { .string($0.rawValue) }
+            result["email_masked"] = peek.emailMasked.map(JSONValue.string)
+            result["expires_at"] = peek.expiresAt.map(JSONValue.integer)
+            return result
 
         case "session":
             let session = try params.requiredString("session")
@@ -145,6 +159,38 @@ final class Dispatcher: Sendable {
 
         default:
             throw WireError(.unknownOp, "Unknown op.", details: ["op": .string(request.op)])
+        }
+    }
+
+    /// A login by link or code: the session for the reply, a log line either way (never a secret).
+    private func login(via method: String, _ work: @escaping @Sendable () throws -> LoginResult) async throws -> JSONObject {
+        do {
+            let login = try await blocking(work)
+            logger.info("login succeeded", metadata: [
+                "event": "login", "via": "\(method)", "user_id": "\(login.user.id)", "new_user": "\(login.createdUser)",
+                "session": "\(Secret.logHandle(of: login.session))",
+            ])
+            return [
+                "session": .string(login.session),
+                "expires_at": .integer(login.expiresAt),
+                "idle_expires_at": .integer(login.idleExpiresAt),
+                "user": .object(["id": .string(login.user.id), "email": .string(login.user.email)]),
+                "redirect": .string(login.redirect),
+            ]
+        } catch let error as AuthError {
+            switch error {
+            case .invalidToken(let reason):
+                logger.notice("login refused", metadata: ["event": "login_refused", "via": "\(method)", "reason": "\(reason.rawValue)"])
+            case .invalidCode(let left):
+                logger.notice("login refused", metadata: ["event": "login_refused", "via": "code", "reason": "wrong_code", "attempts_left": "\(left)"])
+            case .confirmationRequired:
+                logger.info("login needs confirmation", metadata: ["event": "login_unconfirmed", "reason": "flow_missing_or_different"])
+            case .flowMismatch:
+                logger.notice("login refused", metadata: ["event": "login_refused", "via": "\(method)", "reason": "flow_mismatch"])
+            default:
+                break
+            }
+            throw error
         }
     }
 

@@ -43,6 +43,15 @@ enum ErrorMapping {
             return WireError(.invalidSession, "The session is not valid.")
         case .mailQueueFull:
             return WireError(.unavailable, "The mail queue is full; try again later.", details: ["reason": "mail_queue_full"])
+        case .invalidCode(let left):
+            return WireError(.invalidCode, left > 0 ? "The code is not right." : "The code can no longer be used; ask for a new one.",
+                             details: ["attempts_left": .integer(Int64(left))])
+        case .confirmationRequired(let masked, let requestedAt):
+            return WireError(.confirmationRequired,
+                             "This link was opened in another browser than the one that asked for it; confirm to sign in here.",
+                             details: ["email_masked": .string(masked), "requested_at": .integer(requestedAt)])
+        case .flowMismatch:
+            return WireError(.flowMismatch, "This link only works in the browser that asked for it.")
         }
     }
 }

@@ -165,13 +165,14 @@ final class MailDeliveryService: Service, Sendable {
             logger.notice("mail expired before it could be sent", metadata: metadata)
             return .expired(reason: "the link expired before the message could be sent")
         }
-        guard let token = composer.sealer.open(mail.sealedToken, messageID: mail.messageID) else {
+        guard let payload = composer.sealer.open(mail.sealedToken, messageID: mail.messageID),
+              let secrets = MailSecrets(payload: payload) else {
             metadata["event"] = "mail_failed"
             logger.error("cannot open the sealed token (was the key file replaced?)", metadata: metadata)
             return .failedPermanently(reason: "sealed token does not open with the current key")
         }
         // A newer start replaced this link (or it was used): sending it would only confuse.
-        let tokenHash = Secret.hash(of: token)
+        let tokenHash = Secret.hash(of: secrets.token)
         if let live = try? await blockingPool.runIfActive({ try self.store.isTokenLive(hash: tokenHash, now: now) }), !live {
             metadata["event"] = "mail_expired"
             logger.notice("mail for a replaced link not sent", metadata: metadata)
@@ -179,7 +180,7 @@ final class MailDeliveryService: Service, Sendable {
         }
         let delivery: Delivery
         do {
-            delivery = try composer.compose(mail, token: token, now: now)
+            delivery = try composer.compose(mail, secrets: secrets, now: now)
         } catch {
             metadata["event"] = "mail_failed"
             metadata["error"] = "\(error)"
@@ -266,15 +267,15 @@ struct MailComposer: Sendable {
     /// Replaced as a whole on reload (SIGHUP).
     let templates: NIOLockedValueBox<TemplateCatalog>
 
-    func compose(_ mail: QueuedMail, token: String, now: Int64) throws -> Delivery {
-        let link = policy.link(for: token)
+    func compose(_ mail: QueuedMail, secrets: MailSecrets, now: Int64) throws -> Delivery {
+        let link = secrets.send.sendsLink ? policy.link(for: secrets.token) : nil
         let templates = self.templates.withLockedValue { $0 }
         // "Expires in N minutes" counts from now: a retried message tells the time really left.
-        let words = try templates.render(.login, locale: mail.locale, link: link, appName: appName,
+        let words = try templates.render(.login, locale: mail.locale, link: link, code: secrets.code, appName: appName,
                                          email: mail.recipient, expiresAt: mail.expiresAt, now: now)
         let message = MailMessage(from: from, to: Mailbox(address: mail.recipient), subject: words.subject,
                                   textBody: words.text, htmlBody: words.html, messageID: mail.messageID, date: now)
-        return Delivery(message: message, link: link)
+        return Delivery(message: message, link: link, code: secrets.code)
     }
 }
 

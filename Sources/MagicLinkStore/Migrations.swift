@@ -72,6 +72,13 @@ enum Migrations {
             ALTER TABLE mail_queue ADD COLUMN last_attempt_at INTEGER;
             CREATE INDEX mail_queue_pending ON mail_queue(state) WHERE state IN ('queued', 'sending');
             """),
+        Migration(name: "0003-token-flow-code-peeks", sql: """
+            ALTER TABLE login_tokens ADD COLUMN flow_hash BLOB;
+            ALTER TABLE login_tokens ADD COLUMN code_hash BLOB;
+            ALTER TABLE login_tokens ADD COLUMN code_failures INTEGER NOT NULL DEFAULT 0;
+            ALTER TABLE login_tokens ADD COLUMN peeks INTEGER NOT NULL DEFAULT 0;
+            CREATE UNIQUE INDEX login_tokens_by_flow ON login_tokens(flow_hash) WHERE flow_hash IS NOT NULL;
+            """),
     ]
 
     /// Brings the database up to date. Refuses a database migrated by a newer magiclinkd.

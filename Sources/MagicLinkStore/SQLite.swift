@@ -127,6 +127,7 @@ enum SQLValue {
 
     init(_ value: String?) { self = value.map { .text($0) } ?? .null }
     init(_ value: Int64?) { self = value.map { .integer($0) } ?? .null }
+    init(_ value: [UInt8]?) { self = value.map { .blob($0) } ?? .null }
 }
 
 /// A prepared statement being stepped; columns read by index.
@@ -164,6 +165,9 @@ struct Statement {
         let count = Int(sqlite3_column_bytes(handle, column))
         guard count > 0, let pointer = sqlite3_column_blob(handle, column) else { return [] }
         return Array(UnsafeRawBufferPointer(start: pointer, count: count))
+    }
+    func optionalBlob(_ column: Int32) -> [UInt8]? {
+        sqlite3_column_type(handle, column) == SQLITE_NULL ? nil : blob(column)
     }
 }
 

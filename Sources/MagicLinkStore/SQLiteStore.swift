@@ -184,6 +184,11 @@ public final class SQLiteStore: AuthStore, @unchecked Sendable {
         public var mail: [String: Int]
         public var liveSessions: Int
         public var users: Int
+        /// Links looked at with `peek` and never used before they expired or were replaced: mail
+        /// scanners and link previews, or people who gave up. Over the links still kept (a day).
+        public var peekedNeverUsed: Int
+        /// Links looked at with `peek` and then used.
+        public var peekedThenUsed: Int
     }
 
     public func status(now: Int64) throws -> Status {
@@ -191,7 +196,13 @@ public final class SQLiteStore: AuthStore, @unchecked Sendable {
             let mail = try connection.query("SELECT state, count(*) FROM mail_queue GROUP BY state") { ($0.text(0), Int($0.int64(1))) }
             let live = try connection.queryFirst("SELECT count(*) FROM sessions WHERE expires_at > ?1 AND idle_expires_at > ?1", [.integer(now)]) { Int($0.int64(0)) } ?? 0
             let users = try connection.queryFirst("SELECT count(*) FROM users") { Int($0.int64(0)) } ?? 0
-            return Status(mail: Dictionary(uniqueKeysWithValues: mail), liveSessions: live, users: users)
+            let peeks = try connection.queryFirst("""
+                SELECT count(*) FILTER (WHERE used_at IS NULL AND (superseded_at IS NOT NULL OR expires_at <= ?1)),
+                       count(*) FILTER (WHERE used_at IS NOT NULL)
+                FROM login_tokens WHERE peeks > 0
+                """, [.integer(now)]) { (Int($0.int64(0)), Int($0.int64(1))) } ?? (0, 0)
+            return Status(mail: Dictionary(uniqueKeysWithValues: mail), liveSessions: live, users: users,
+                          peekedNeverUsed: peeks.0, peekedThenUsed: peeks.1)
         }
     }
 
@@ -343,14 +354,22 @@ public final class SQLiteStore: AuthStore, @unchecked Sendable {
 struct Transaction: AuthTransaction {
     let connection: Connection
 
-    private static let tokenColumns = "hash, email, email_key, redirect, created_at, expires_at, used_at, superseded_at, ip, user_agent"
+    private static let tokenColumns = "hash, email, email_key, redirect, created_at, expires_at, used_at, superseded_at, ip, user_agent, flow_hash, code_hash, code_failures, peeks"
+
+    private static func tokenRecord(_ row: Statement) -> LoginTokenRecord {
+        LoginTokenRecord(hash: row.blob(0), email: row.text(1), emailKey: row.text(2), redirect: row.text(3),
+                         createdAt: row.int64(4), expiresAt: row.int64(5), usedAt: row.optionalInt64(6),
+                         supersededAt: row.optionalInt64(7), ip: row.optionalText(8), userAgent: row.optionalText(9),
+                         flowHash: row.optionalBlob(10), codeHash: row.optionalBlob(11), codeFailures: Int(row.int64(12)),
+                         peeks: Int(row.int64(13)))
+    }
 
     func token(hash: [UInt8]) throws -> LoginTokenRecord? {
-        try connection.queryFirst("SELECT \(Self.tokenColumns) FROM login_tokens WHERE hash = ?", [.blob(hash)]) { row in
-            LoginTokenRecord(hash: row.blob(0), email: row.text(1), emailKey: row.text(2), redirect: row.text(3),
-                             createdAt: row.int64(4), expiresAt: row.int64(5), usedAt: row.optionalInt64(6),
-                             supersededAt: row.optionalInt64(7), ip: row.optionalText(8), userAgent: row.optionalText(9))
-        }
+        try connection.queryFirst("SELECT \(Self.tokenColumns) FROM login_tokens WHERE hash = ?", [.blob(hash)], row: Self.tokenRecord)
+    }
+
+    func token(flowHash: [UInt8]) throws -> LoginTokenRecord? {
+        try connection.queryFirst("SELECT \(Self.tokenColumns) FROM login_tokens WHERE flow_hash = ?", [.blob(flowHash)], row: Self.tokenRecord)
     }
 
     func user(emailKey: String) throws -> UserRecord? {
@@ -390,11 +409,22 @@ struct Transaction: AuthTransaction {
     }
 
     func insertToken(_ token: LoginTokenRecord) throws {
-        try connection.run("INSERT INTO login_tokens (\(Self.tokenColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+        try connection.run("INSERT INTO login_tokens (\(Self.tokenColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
             .blob(token.hash), .text(token.email), .text(token.emailKey), .text(token.redirect),
             .integer(token.createdAt), .integer(token.expiresAt), SQLValue(token.usedAt), SQLValue(token.supersededAt),
-            SQLValue(token.ip), SQLValue(token.userAgent),
+            SQLValue(token.ip), SQLValue(token.userAgent), SQLValue(token.flowHash),
+            SQLValue(token.codeHash), .integer(Int64(token.codeFailures)), .integer(Int64(token.peeks)),
         ])
+    }
+
+    func recordCodeFailure(hash: [UInt8]) throws -> Int {
+        let counts = try connection.query("UPDATE login_tokens SET code_failures = code_failures + 1 WHERE hash = ? RETURNING code_failures",
+                                          [.blob(hash)]) { $0.int64(0) }
+        return Int(counts.first ?? 0)
+    }
+
+    func recordPeek(hash: [UInt8]) throws {
+        try connection.run("UPDATE login_tokens SET peeks = peeks + 1 WHERE hash = ?", [.blob(hash)])
     }
 
     func markTokenUsed(hash: [UInt8], at: Int64) throws -> Bool {

@@ -109,6 +109,9 @@ struct Status: ParsableCommand {
         say("live sessions  \(result["live_sessions"]?.int64Value ?? 0)")
         say("mail           " + ["queued", "sending", "sent", "failed", "expired"]
             .map { "\($0) \(mail[$0]?.int64Value ?? 0)" }.joined(separator: ", "))
+        let links = result["links"]?.objectValue ?? [:]
+        say("peeked links   \(links["peeked_never_used"]?.int64Value ?? 0) never used (mail scanners?), "
+            + "\(links["peeked_then_used"]?.int64Value ?? 0) used")
     }
 }
 

@@ -23,9 +23,24 @@ final class AuthenticatorTests: XCTestCase {
 
     /// Starts a login and returns the token, recovered from the queued mail as the worker would.
     func startAndGetToken(_ email: String, redirect: String? = nil, ip: String? = nil) throws -> String {
-        _ = try auth.start(StartRequest(email: email, redirect: redirect, ip: ip))
+        let started = try auth.start(StartRequest(email: email, redirect: redirect, ip: ip))
         let mail = try XCTUnwrap(store.state.mail.last)
-        return try XCTUnwrap(sealer.open(mail.sealedToken, messageID: mail.messageID))
+        let token = try XCTUnwrap(secrets(of: mail)).token
+        flows[token] = started.flow
+        return token
+    }
+
+    /// start → mail → callback in the browser that asked.
+    func sameBrowserLogin(_ email: String) throws -> LoginResult {
+        let token = try startAndGetToken(email)
+        return try auth.callback(token: token, flow: flows[token])
+    }
+
+    /// The flow `start` gave the browser for each token (same-browser callbacks pass it back).
+    var flows: [String: String] = [:]
+
+    func secrets(of mail: QueuedMail) -> MailSecrets? {
+        sealer.open(mail.sealedToken, messageID: mail.messageID).flatMap(MailSecrets.init(payload:))
     }
 
     func assertAuthError<T>(_ expected: AuthError, _ body: @autoclosure () throws -> T, file: StaticString = #filePath, line: UInt = #line) {
@@ -42,7 +57,7 @@ final class AuthenticatorTests: XCTestCase {
         XCTAssertEqual(mail.recipient, "Alice@example.com")
         XCTAssertEqual(mail.expiresAt, result.expiresAt)
         XCTAssertTrue(mail.messageID.hasSuffix("@localhost"))
-        let token = try XCTUnwrap(sealer.open(mail.sealedToken, messageID: mail.messageID))
+        let token = try XCTUnwrap(secrets(of: mail)).token
         XCTAssertTrue(Secret.isWellFormed(token))
         XCTAssertNil(sealer.open(mail.sealedToken, messageID: "other@localhost"), "sealed token is bound to its message")
         XCTAssertFalse(mail.sealedToken.containsSubsequence(Array(token.utf8)))
@@ -61,7 +76,7 @@ final class AuthenticatorTests: XCTestCase {
     func testCallbackCreatesUserAndSessionOnce() throws {
         let token = try startAndGetToken("bob@example.com", redirect: "/account")
         time.advance(5)
-        let login = try auth.callback(token: token, ip: "192.0.2.1", userAgent: "UA")
+        let login = try auth.callback(token: token, flow: flows[token], ip: "192.0.2.1", userAgent: "UA")
         XCTAssertTrue(login.createdUser)
         XCTAssertEqual(login.user.email, "bob@example.com")
         XCTAssertEqual(login.redirect, "/account")
@@ -69,11 +84,11 @@ final class AuthenticatorTests: XCTestCase {
         XCTAssertEqual(login.idleExpiresAt, time.now() + 7 * 86_400)
         XCTAssertTrue(Secret.isWellFormed(login.session))
         XCTAssertNotNil(store.state.sessions[Secret.hash(of: login.session)])
-        assertAuthError(.invalidToken(.used), try auth.callback(token: token))
+        assertAuthError(.invalidToken(.used), try auth.callback(token: token, flow: flows[token]))
 
         // Second login of the same address (other case): same user id, no new user.
         let again = try startAndGetToken("BOB@example.com")
-        let second = try auth.callback(token: again)
+        let second = try auth.callback(token: again, flow: flows[again])
         XCTAssertFalse(second.createdUser)
         XCTAssertEqual(second.user.id, login.user.id)
         XCTAssertEqual(second.user.email, "bob@example.com", "email stays as first seen")
@@ -85,21 +100,21 @@ final class AuthenticatorTests: XCTestCase {
         assertAuthError(.invalidToken(.unknown), try auth.callback(token: String(repeating: "A", count: 43)))
         let token = try startAndGetToken("carol@example.com")
         time.advance(600)
-        assertAuthError(.invalidToken(.expired), try auth.callback(token: token))
+        assertAuthError(.invalidToken(.expired), try auth.callback(token: token, flow: flows[token]))
     }
 
     func testNewerStartSupersedesOlderUnusedTokens() throws {
         let first = try startAndGetToken("dave@example.com")
         let second = try startAndGetToken("Dave@example.com")
-        assertAuthError(.invalidToken(.expired), try auth.callback(token: first))
-        XCTAssertNoThrow(try auth.callback(token: second))
+        assertAuthError(.invalidToken(.expired), try auth.callback(token: first, flow: flows[first]))
+        XCTAssertNoThrow(try auth.callback(token: second, flow: flows[second]))
     }
 
     func testRejectedCallbackLeavesNoTrace() throws {
         let token = try startAndGetToken("erin@example.com")
         time.advance(601)
         let writesBefore = store.state.writes
-        assertAuthError(.invalidToken(.expired), try auth.callback(token: token))
+        assertAuthError(.invalidToken(.expired), try auth.callback(token: token, flow: flows[token]))
         XCTAssertEqual(store.state.writes, writesBefore, "a refused callback commits nothing")
         XCTAssertTrue(store.state.users.isEmpty)
         XCTAssertTrue(store.state.sessions.isEmpty)
@@ -156,7 +171,7 @@ final class AuthenticatorTests: XCTestCase {
 
     func testSessionIdleExpiryWritesAtMostOncePerInterval() throws {
         auth = makeAuthenticator { $0.sessionIdleTTL = 100; $0.sessionTTL = 1_000 }
-        let login = try auth.callback(token: try startAndGetToken("gina@example.com"))
+        let login = try sameBrowserLogin("gina@example.com")
         let writes = store.state.writes
         time.advance(30)
         let early = try auth.session(login.session)
@@ -174,7 +189,7 @@ final class AuthenticatorTests: XCTestCase {
 
     func testSessionAbsoluteExpiryCapsIdleExpiry() throws {
         auth = makeAuthenticator { $0.sessionIdleTTL = 100; $0.sessionTTL = 150; $0.sessionTouchInterval = 0 }
-        let login = try auth.callback(token: try startAndGetToken("hank@example.com"))
+        let login = try sameBrowserLogin("hank@example.com")
         time.advance(90)
         let info = try auth.session(login.session)
         XCTAssertEqual(info.idleExpiresAt, info.expiresAt, "idle expiry never passes the absolute one")
@@ -183,9 +198,9 @@ final class AuthenticatorTests: XCTestCase {
     }
 
     func testLogoutIsIdempotentAndLogoutAllCountsLiveSessions() throws {
-        let a = try auth.callback(token: try startAndGetToken("ivy@example.com"))
-        let b = try auth.callback(token: try startAndGetToken("ivy@example.com"))
-        let other = try auth.callback(token: try startAndGetToken("jack@example.com"))
+        let a = try sameBrowserLogin("ivy@example.com")
+        let b = try sameBrowserLogin("ivy@example.com")
+        let other = try sameBrowserLogin("jack@example.com")
         try auth.logout(a.session)
         try auth.logout(a.session)
         try auth.logout("not-a-session")

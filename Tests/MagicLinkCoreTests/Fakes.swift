@@ -58,6 +58,12 @@ final class InMemoryStore: AuthStore, @unchecked Sendable {
     struct Tx: AuthTransaction {
         let store: InMemoryStore
         func token(hash: [UInt8]) throws -> LoginTokenRecord? { store.state.tokens[hash] }
+        func token(flowHash: [UInt8]) throws -> LoginTokenRecord? { store.state.tokens.values.first { $0.flowHash == flowHash } }
+        func recordCodeFailure(hash: [UInt8]) throws -> Int {
+            store.state.tokens[hash]?.codeFailures += 1
+            return store.state.tokens[hash]?.codeFailures ?? 0
+        }
+        func recordPeek(hash: [UInt8]) throws { store.state.tokens[hash]?.peeks += 1 }
         func user(emailKey: String) throws -> UserRecord? { store.state.users[emailKey] }
         func session(hash: [UInt8]) throws -> (SessionRecord, UserRecord)? {
             guard let s = store.state.sessions[hash],

@@ -63,8 +63,8 @@ final class TemplateCatalogTests: XCTestCase {
 
             \(link)
 
-            The link works once and expires in 10 minutes.
-            If you did not ask to sign in, you can ignore this email: nobody can sign in without the link.
+            It works once and expires in 10 minutes.
+            If you did not ask to sign in, you can ignore this email: nobody can sign in without it.
 
             """)
         XCTAssertTrue(mail.text.contains(link), "link verbatim in the text body")
@@ -137,7 +137,7 @@ final class TemplateCatalogTests: XCTestCase {
         XCTAssertEqual(mail.subject, "Ihr Anmeldelink für Example Shop")
         XCTAssertTrue(mail.text.hasPrefix("Hallo,\n\nmit diesem Link melden Sie sich bei Example Shop an:\n\n\(link)\n"))
         XCTAssertTrue(mail.text.contains("läuft in 10 Minuten ab."))
-        XCTAssertTrue(mail.text.contains("Ohne den Link kann sich niemand anmelden."))
+        XCTAssertTrue(mail.text.contains("Ohne ihn kann sich niemand anmelden."))
         XCTAssertTrue(mail.html.contains(">Bei Example Shop anmelden</a>"))
         XCTAssertTrue(mail.html.contains("<html lang=\"de\">"))
     }
@@ -220,11 +220,12 @@ final class TemplateCatalogTests: XCTestCase {
                 Utilisez ce lien pour vous connecter à {{app_name}} :
 
                 {{link}}
+                {{#send_code}}Code : {{code}}{{/send_code}}
 
                 Le lien n’est valable qu’une fois et expire dans {{minutes}} minute{{^one_minute}}s{{/one_minute}}.
 
                 """,
-            "fr/login.html.mustache": "<p>Bonjour,</p>\n<p><a href=\"{{link}}\">Se connecter à {{app_name}}</a></p>\n",
+            "fr/login.html.mustache": "<p>Bonjour,</p>\n<p><a href=\"{{link}}\">Se connecter à {{app_name}}</a></p>\n{{#send_code}}<p>{{code}}</p>\n{{/send_code}}",
             "fr/README.txt": "notes for translators: ignored",
             "README.md": "ignored",
             ".git/HEAD": "ignored",
@@ -258,8 +259,8 @@ final class TemplateCatalogTests: XCTestCase {
     func testTextOverridesNeedNoContentTypePragma() throws {
         // The catalog makes subject and text plain text itself; an explicit pragma is harmless.
         let dir = try makeTemplateDir([
-            "en/login.text.mustache": "Go: {{link}} — {{app_name}}\n",
-            "de/login.text.mustache": "{{% CONTENT_TYPE: TEXT}}\nLos: {{link}}\n",
+            "en/login.text.mustache": "Go: {{link}} — {{app_name}}\n{{#send_code}}{{code}}\n{{/send_code}}",
+            "de/login.text.mustache": "{{% CONTENT_TYPE: TEXT}}\nLos: {{link}}\n{{#send_code}}{{code}}\n{{/send_code}}",
         ])
         let catalog = try TemplateCatalog(directory: dir)
         XCTAssertEqual(try render(catalog, locale: "en", appName: "A & B").text, "Go: \(link) — A & B\n")
@@ -267,7 +268,7 @@ final class TemplateCatalogTests: XCTestCase {
     }
 
     func testCRLFFilesAndBOMAreNormalized() throws {
-        let dir = try makeTemplateDir(["en/login.text.mustache": "\u{FEFF}Hi,\r\n\r\n{{link}}\r\n"])
+        let dir = try makeTemplateDir(["en/login.text.mustache": "\u{FEFF}Hi,\r\n\r\n{{link}}\r\n{{#send_code}}{{code}}{{/send_code}}"])
         XCTAssertEqual(try render(try TemplateCatalog(directory: dir), locale: "en").text, "Hi,\n\n\(link)\n")
     }
 
@@ -316,6 +317,52 @@ final class TemplateCatalogTests: XCTestCase {
                             fileEndsWith: "/en/login.html.mustache", reasonContains: "must show the link")
         try assertLoadFails(["en/login.text.mustache": "{{#one_minute}}{{link}}{{/one_minute}}"],
                             fileEndsWith: "/en/login.text.mustache", reasonContains: "must show the link")
+    }
+
+    func testBodyWithoutCodeIsRefused() throws {
+        // A v1-style template (link only) cannot serve `start` with send "code" or "both".
+        try assertLoadFails(["en/login.text.mustache": "Sign in: {{link}}\n"],
+                            fileEndsWith: "/en/login.text.mustache", reasonContains: "must show the code ({{code}})")
+        try assertLoadFails(["de/login.html.mustache": "<a href=\"{{link}}\">x</a>{{#send_link}}{{code}}{{/send_link}}"],
+                            fileEndsWith: "/de/login.html.mustache", reasonContains: "must show the code")
+    }
+
+    func testBuiltInTemplatesShowExactlyWhatTheMailCarries() throws {
+        let catalog = try TemplateCatalog()
+        let code = "042917"
+        for locale in ["en", "pt", "de"] {
+            let linkOnly = try catalog.render(.login, locale: locale, link: link, code: nil, appName: "Shop", email: "a@example.com",
+                                              expiresAt: now + 600, now: now)
+            let codeOnly = try catalog.render(.login, locale: locale, link: nil, code: code, appName: "Shop", email: "a@example.com",
+                                              expiresAt: now + 600, now: now)
+            let both = try catalog.render(.login, locale: locale, link: link, code: code, appName: "Shop", email: "a@example.com",
+                                          expiresAt: now + 600, now: now)
+            XCTAssertTrue(linkOnly.text.contains(link) && !linkOnly.text.contains(code), locale)
+            XCTAssertTrue(codeOnly.text.contains(code) && !codeOnly.text.contains("http"), "\(locale): \(codeOnly.text)")
+            XCTAssertFalse(codeOnly.html.contains("href="), locale)
+            XCTAssertTrue(codeOnly.html.contains(">\(code)</p>"), locale)
+            XCTAssertTrue(both.text.contains(link) && both.text.contains(code), locale)
+            XCTAssertTrue(both.html.contains(code) && both.html.contains("href="), locale)
+            XCTAssertFalse(codeOnly.subject.contains(code), "no code in the subject (lock screens show subjects)")
+            XCTAssertNotEqual(codeOnly.subject, linkOnly.subject, locale)
+            for mail in [linkOnly, codeOnly, both] {
+                XCTAssertFalse(mail.text.contains("\n\n\n"), "no stray blank lines from sections: \(mail.text)")
+            }
+        }
+        let en = try catalog.render(.login, locale: "en", link: nil, code: code, appName: "Shop", email: "a@example.com",
+                                    expiresAt: now + 600, now: now)
+        XCTAssertEqual(en.subject, "Your sign-in code for Shop")
+        XCTAssertEqual(en.text, """
+            Hello,
+
+            Enter this code on the sign-in page of Shop:
+
+                042917
+
+            It works once and expires in 10 minutes.
+            If you did not ask to sign in, you can ignore this email: nobody can sign in without it.
+
+            """)
     }
 
     func testDuplicateLocaleFolders() throws {

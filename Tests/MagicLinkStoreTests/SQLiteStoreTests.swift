@@ -48,8 +48,8 @@ final class SQLiteStoreTests: XCTestCase {
         _ = try auth.start(StartRequest(email: "zoe@example.com", ip: "192.0.2.4"))
         let claimed = try store.claimDueMail(now: SystemTime().now(), limit: 10)
         XCTAssertEqual(claimed.count, 1)
-        let token = try XCTUnwrap(sealer.open(claimed[0].sealedToken, messageID: claimed[0].messageID))
-        let login = try auth.callback(token: token)
+        let token = try XCTUnwrap(sealer.open(claimed[0].sealedToken, messageID: claimed[0].messageID).flatMap(MailSecrets.init(payload:))?.token)
+        let login = try auth.callback(token: token, confirm: true)
         XCTAssertEqual(try auth.session(login.session).user.id, login.user.id)
         try store.finishMail(messageID: claimed[0].messageID, outcome: .sent, now: SystemTime().now())
         store.checkpoint()
@@ -71,12 +71,12 @@ final class SQLiteStoreTests: XCTestCase {
         let (auth, sealer) = makeAuthenticator(store)
         _ = try auth.start(StartRequest(email: "race@example.com"))
         let mail = try XCTUnwrap(store.claimDueMail(now: SystemTime().now(), limit: 1).first)
-        let token = try XCTUnwrap(sealer.open(mail.sealedToken, messageID: mail.messageID))
+        let token = try XCTUnwrap(sealer.open(mail.sealedToken, messageID: mail.messageID).flatMap(MailSecrets.init(payload:))?.token)
 
         let results = Results()
         DispatchQueue.concurrentPerform(iterations: 32) { _ in
             do {
-                _ = try auth.callback(token: token)
+                _ = try auth.callback(token: token, confirm: true)
                 results.add("ok")
             } catch let error as AuthError {
                 results.add("\(error)")
@@ -120,7 +120,7 @@ final class SQLiteStoreTests: XCTestCase {
         let (auth, sealer) = makeAuthenticator(store, time: time)
         _ = try auth.start(StartRequest(email: "p@example.com", ip: "192.0.2.9"))
         let mail = try XCTUnwrap(store.claimDueMail(now: time.now(), limit: 1).first)
-        let login = try auth.callback(token: try XCTUnwrap(sealer.open(mail.sealedToken, messageID: mail.messageID)))
+        let login = try auth.callback(token: try XCTUnwrap(sealer.open(mail.sealedToken, messageID: mail.messageID).flatMap(MailSecrets.init(payload:))?.token), confirm: true)
         XCTAssertEqual(try store.purge(now: time.now(), rateWindow: 3_600), 0)
         time.value += 8 * 86_400  // past idle expiry (7 days) and a day past token expiry
         XCTAssertEqual(try store.purge(now: time.now(), rateWindow: 3_600), 4)  // session, token, 2 rate events

@@ -58,10 +58,13 @@ ERROR_RETRYABLE = {
     "unavailable": True,
     "internal_error": False,
     "permission_denied": False,
+    "invalid_code": False,
+    "confirmation_required": False,
+    "flow_mismatch": False,
 }
 
 ALL_OPS = [
-    "hello", "start", "callback", "session", "logout", "logout_all",
+    "hello", "start", "callback", "verify_code", "peek", "session", "logout", "logout_all",
     "admin_status", "admin_sessions", "admin_revoke", "admin_dead_letters", "admin_retry", "admin_purge",
 ]
 
@@ -455,8 +458,9 @@ class Outbox:
     def recipients(self) -> list[str]:
         return [recipient(raw) for _, _, raw in self.all_messages()]
 
-    def wait_for_mail(self, to: str, timeout: float = MAIL_TIMEOUT, raw: bool = False):
-        """Newest message for `to` not returned before -> (message, token) (or + raw bytes)."""
+    def wait_for_mail(self, to: str, timeout: float = MAIL_TIMEOUT, raw: bool = False, link: bool = True):
+        """Newest message for `to` not returned before -> (message, token) (or + raw bytes).
+        With link=False (a code-only mail) the token is None."""
         deadline = time.monotonic() + timeout
         want = to.casefold()
         while True:
@@ -470,7 +474,7 @@ class Outbox:
             if found:
                 path, msg, data = found
                 self.seen.add(path.name)
-                token = token_from_message(msg)
+                token = token_from_message(msg) if link else None
                 return (msg, token, data) if raw else (msg, token)
             if time.monotonic() > deadline:
                 raise AssertionError(
@@ -695,17 +699,19 @@ class Daemon:
         with self.client() as c:
             return c.call(op, params, **kw)
 
-    def wait_for_mail(self, to: str, timeout: float = MAIL_TIMEOUT, raw: bool = False):
-        return self.outbox.wait_for_mail(to, timeout, raw=raw)
+    def wait_for_mail(self, to: str, timeout: float = MAIL_TIMEOUT, raw: bool = False, link: bool = True):
+        return self.outbox.wait_for_mail(to, timeout, raw=raw, link=link)
 
     def login(self, email_addr: str, client: Client | None = None, **start_params) -> dict:
         """start -> mail -> callback; returns the callback result (plus 'token')."""
         c = client or self.client()
         try:
-            ok(c.call("start", {"email": email_addr, **start_params}))
+            flow = ok(c.call("start", {"email": email_addr, **start_params}))["flow"]
             _, token = self.wait_for_mail(email_addr)
-            result = ok(c.call("callback", {"token": token}))
+            # Same browser: the flow from start comes back with the link.
+            result = ok(c.call("callback", {"token": token, "flow": flow}))
             result["token"] = token
+            result["flow"] = flow
             return result
         finally:
             if client is None:

@@ -45,14 +45,14 @@ def test_full_login_flow(daemon, client):
     t0 = now()
     start = ok(client.call("start", {"email": addr, "redirect": "/account?tab=1", "ip": "192.0.2.10",
                                      "user_agent": "pytest/1.0"}))
-    assert set(start) == {"expires_at"}, start
+    assert set(start) == {"expires_at", "flow"}, start
     assert type(start["expires_at"]) is int
     assert t0 + 600 - 5 <= start["expires_at"] <= t0 + 600 + 5, "default token_ttl is 600 s"
 
     msg, token, raw = daemon.wait_for_mail(addr, raw=True)
     assert B64URL43_RE.match(token)
 
-    result = ok(client.call("callback", {"token": token, "ip": "192.0.2.10", "user_agent": "pytest/1.0"}))
+    result = ok(client.call("callback", {"confirm": True, "token": token, "ip": "192.0.2.10", "user_agent": "pytest/1.0"}))
     t1 = now()
     assert_session_result(result, addr)
     assert result["redirect"] == "/account?tab=1"
@@ -109,7 +109,7 @@ def test_configured_mail_from(daemon_factory):
     sender = msg["From"].addresses
     assert len(sender) == 1 and sender[0].addr_spec == "login@example.org", msg["From"]
     assert sender[0].display_name == "Example Login", msg["From"]
-    ok(d.call("callback", {"token": token}))
+    ok(d.call("callback", {"confirm": True, "token": token}))
 
 
 def test_link_base_is_the_callback_url(daemon, client):
@@ -132,7 +132,7 @@ def test_link_uses_ampersand_when_callback_url_has_a_query(daemon_factory):
     msg, token = d.wait_for_mail(addr)
     assert f"{base}&token={token}" in text_part(msg), text_part(msg)
     with d.client() as c:
-        ok(c.call("callback", {"token": token}))
+        ok(c.call("callback", {"confirm": True, "token": token}))
 
 
 def test_default_redirect_is_slash(daemon, client):
@@ -168,7 +168,7 @@ def test_user_matched_case_insensitively_email_stays_as_first_seen(daemon, clien
     second_addr = f"{local.lower()}@example.com"
     ok(client.call("start", {"email": second_addr}))
     msg, token = daemon.wait_for_mail(second_addr)
-    second = ok(client.call("callback", {"token": token}))
+    second = ok(client.call("callback", {"confirm": True, "token": token}))
     assert second["user"]["id"] == first["user"]["id"]
     assert second["user"]["email"] == canonical, "user.email stays as first seen"
 
@@ -188,7 +188,7 @@ def test_start_reply_same_shape_for_new_and_known_address(daemon, client):
     ok(r_known)
     ok(r_new)
     assert set(r_known) == set(r_new)
-    assert set(r_known["result"]) == set(r_new["result"]) == {"expires_at"}
+    assert set(r_known["result"]) == set(r_new["result"]) == {"expires_at", "flow"}
     assert abs(r_known["result"]["expires_at"] - r_new["result"]["expires_at"]) <= 2
     daemon.wait_for_mail(known)
     daemon.wait_for_mail(new)
@@ -200,10 +200,10 @@ def test_start_reply_same_shape_for_new_and_known_address(daemon, client):
 def test_token_replay_is_used(daemon, client):
     addr = unique_email("replay")
     result = daemon.login(addr, client)
-    reply = client.call("callback", {"token": result["token"]})
+    reply = client.call("callback", {"confirm": True, "token": result["token"]})
     err(reply, "invalid_token", reason="used")
     with daemon.client() as other:
-        err(other.call("callback", {"token": result["token"]}), "invalid_token", reason="used")
+        err(other.call("callback", {"confirm": True, "token": result["token"]}), "invalid_token", reason="used")
 
 
 @pytest.mark.parametrize(
@@ -217,19 +217,19 @@ def test_token_replay_is_used(daemon, client):
     ids=["short", "well-formed-43", "empty", "long"],
 )
 def test_unknown_token(client, token):
-    err(client.call("callback", {"token": token}), "invalid_token", reason="unknown")
+    err(client.call("callback", {"confirm": True, "token": token}), "invalid_token", reason="unknown")
 
 
 def test_random_and_mistyped_tokens_are_unknown(daemon, client):
-    err(client.call("callback", {"token": secrets.token_urlsafe(32)}), "invalid_token", reason="unknown")
+    err(client.call("callback", {"confirm": True, "token": secrets.token_urlsafe(32)}), "invalid_token", reason="unknown")
     addr = unique_email("mistype")
     ok(client.call("start", {"email": addr}))
     _, token = daemon.wait_for_mail(addr)
     flipped = token[:-1] + ("A" if token[-1] != "A" else "B")
-    err(client.call("callback", {"token": flipped}), "invalid_token", reason="unknown")
-    err(client.call("callback", {"token": token[:42]}), "invalid_token", reason="unknown")
+    err(client.call("callback", {"confirm": True, "token": flipped}), "invalid_token", reason="unknown")
+    err(client.call("callback", {"confirm": True, "token": token[:42]}), "invalid_token", reason="unknown")
     # the real one still works
-    ok(client.call("callback", {"token": token}))
+    ok(client.call("callback", {"confirm": True, "token": token}))
 
 
 def test_newer_start_invalidates_older_link(daemon, client):
@@ -239,11 +239,11 @@ def test_newer_start_invalidates_older_link(daemon, client):
     ok(client.call("start", {"email": addr, "redirect": "/new"}))
     _, new = daemon.wait_for_mail(addr)
     assert old != new
-    err(client.call("callback", {"token": old}), "invalid_token", reason="expired")
-    result = ok(client.call("callback", {"token": new}))
+    err(client.call("callback", {"confirm": True, "token": old}), "invalid_token", reason="expired")
+    result = ok(client.call("callback", {"confirm": True, "token": new}))
     assert result["redirect"] == "/new"
     # and the old one stays refused afterwards
-    err(client.call("callback", {"token": old}), "invalid_token", reason="expired")
+    err(client.call("callback", {"confirm": True, "token": old}), "invalid_token", reason="expired")
 
 
 def test_newer_start_for_other_case_invalidates_older_link(daemon, client):
@@ -252,8 +252,8 @@ def test_newer_start_for_other_case_invalidates_older_link(daemon, client):
     _, old = daemon.wait_for_mail(f"{local}@example.com")
     ok(client.call("start", {"email": f"{local.upper()}@EXAMPLE.com"}))
     _, new = daemon.wait_for_mail(f"{local.upper()}@example.com")
-    err(client.call("callback", {"token": old}), "invalid_token", reason="expired")
-    ok(client.call("callback", {"token": new}))
+    err(client.call("callback", {"confirm": True, "token": old}), "invalid_token", reason="expired")
+    ok(client.call("callback", {"confirm": True, "token": new}))
 
 
 def test_token_expiry(daemon_factory):
@@ -266,7 +266,7 @@ def test_token_expiry(daemon_factory):
         _, token = d.wait_for_mail(addr)
         remaining = start["expires_at"] + 1.1 - now()
         time.sleep(max(remaining, 3.0 - (now() - t0)))
-        err(c.call("callback", {"token": token}), "invalid_token", reason="expired")
+        err(c.call("callback", {"confirm": True, "token": token}), "invalid_token", reason="expired")
 
 
 def test_concurrent_callbacks_exactly_one_wins(daemon):
@@ -282,7 +282,7 @@ def test_concurrent_callbacks_exactly_one_wins(daemon):
     def worker(i):
         try:
             barrier.wait(timeout=10)
-            replies[i] = clients[i].call("callback", {"token": token})
+            replies[i] = clients[i].call("callback", {"confirm": True, "token": token})
         except Exception as e:  # reported below
             errors.append(repr(e))
 

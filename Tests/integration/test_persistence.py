@@ -18,7 +18,7 @@ def test_session_survives_sigkill_right_after_ack(d):
     with d.client() as c:
         ok(c.call("start", {"email": addr}))
         _, token = d.wait_for_mail(addr)
-        result = ok(c.call("callback", {"token": token}))
+        result = ok(c.call("callback", {"confirm": True, "token": token}))
     d.kill()  # immediately after the acknowledgement
     d.start()
     with d.client() as c:
@@ -26,7 +26,7 @@ def test_session_survives_sigkill_right_after_ack(d):
         assert sess["user"] == result["user"]
         assert sess["expires_at"] == result["expires_at"]
         # the token stays consumed
-        err(c.call("callback", {"token": token}), "invalid_token", reason="used")
+        err(c.call("callback", {"confirm": True, "token": token}), "invalid_token", reason="used")
 
 
 def test_session_survives_sigterm_restart(d):
@@ -60,7 +60,7 @@ def test_acknowledged_start_mailed_after_sigkill(d):
     ok(reply)
     d.start()
     _, token = d.wait_for_mail(addr, timeout=15)
-    result = ok(d.call("callback", {"token": token}))
+    result = ok(d.call("callback", {"confirm": True, "token": token}))
     assert result["redirect"] == "/after"
     assert result["user"]["email"] == addr
 
@@ -78,7 +78,7 @@ def test_several_acknowledged_starts_mailed_after_sigkill(d):
     with d.client() as c:
         for a in addrs:
             _, token = d.wait_for_mail(a, timeout=15)
-            ok(c.call("callback", {"token": token}))
+            ok(c.call("callback", {"confirm": True, "token": token}))
 
 
 def test_users_keep_ids_across_restarts(d):
@@ -111,4 +111,4 @@ def test_restart_on_same_files_keeps_serving_tokens(d):
     ok(d.call("start", {"email": addr}))
     _, token = d.wait_for_mail(addr)
     d.restart()
-    ok(d.call("callback", {"token": token}))
+    ok(d.call("callback", {"confirm": True, "token": token}))

@@ -74,11 +74,11 @@ def test_no_secrets_at_rest_or_in_logs(daemon_factory):
             addr = unique_email("secret")
             ok(c.call("start", {"email": addr, "ip": "192.0.2.50", "user_agent": "pytest"}))
             _, token = d.wait_for_mail(addr)
-            result = ok(c.call("callback", {"token": token, "ip": "192.0.2.50"}))
+            result = ok(c.call("callback", {"confirm": True, "token": token, "ip": "192.0.2.50"}))
             tokens.append(token)
             sessions.append(result["session"])
             ok(c.call("session", {"session": result["session"]}))
-            err(c.call("callback", {"token": token}), "invalid_token", reason="used")
+            err(c.call("callback", {"confirm": True, "token": token}), "invalid_token", reason="used")
         ok(c.call("logout", {"session": sessions[0]}))
         # an unused, still pending token too
         pending = unique_email("pending")
@@ -124,7 +124,7 @@ def test_no_secrets_at_rest_or_in_logs(daemon_factory):
 
 def test_error_messages_carry_no_secrets(daemon, client):
     result = daemon.login(unique_email("msg"))
-    reply = client.call("callback", {"token": result["token"]})
+    reply = client.call("callback", {"confirm": True, "token": result["token"]})
     err(reply, "invalid_token", reason="used")
     assert result["token"] not in reply["error"]["message"]
     reply = client.call("session", {"session": result["session"] + "x"})
@@ -320,7 +320,7 @@ def test_log_transport_prints_link(daemon_factory):
                 break
             time.sleep(0.05)
         assert m, f"no link on stderr; output:\n{d.log_tail()}"
-        ok(c.call("callback", {"token": m.group(1)}))
+        ok(c.call("callback", {"confirm": True, "token": m.group(1)}))
     assert d.outbox.count() == 0
 
 
@@ -339,7 +339,7 @@ def test_no_configuration_at_all(daemon_factory):
     with Client(sock) as c:
         ok(c.call("start", {"email": addr}))
         _, token = d.wait_for_mail(addr)
-        result = ok(c.call("callback", {"token": token}))
+        result = ok(c.call("callback", {"confirm": True, "token": token}))
     assert (d.dir / "outbox").is_dir()
     assert d.outbox.root == d.dir / "outbox"
     log = d.log()

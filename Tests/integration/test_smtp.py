@@ -89,7 +89,7 @@ def test_starttls_auth_delivery_and_the_message(daemon_factory, servers, ca, pas
     assert "Use this link" in received_en.message.get_body(("plain",)).get_content()
     assert "Use this link" not in text
 
-    login = ok(d.call("callback", {"token": token}))
+    login = ok(d.call("callback", {"confirm": True, "token": token}))
     assert login["redirect"] == "/conta"
     assert start["expires_at"] > time.time()
 

@@ -222,7 +222,7 @@ def test_sigterm_during_a_burst_loses_no_acknowledged_request(daemon_factory):
         try:
             with Client(d.socket_path, timeout=10) as c:
                 for token in chunk:
-                    reply = c.call("callback", {"token": token})
+                    reply = c.call("callback", {"confirm": True, "token": token})
                     if reply.get("ok"):
                         with lock:
                             acknowledged.append(reply["result"]["session"])
@@ -305,7 +305,7 @@ def test_admin_cli_escapes_control_characters_from_clients(daemon_factory):
     with d.client() as c:
         ok(c.call("start", {"email": addr}))
         _, token = d.wait_for_mail(addr)
-        ok(c.call("callback", {"token": token, "user_agent": "evil\x1b]0;owned\x07\x1b[2J\nfake line\rX"}))
+        ok(c.call("callback", {"confirm": True, "token": token, "user_agent": "evil\x1b]0;owned\x07\x1b[2J\nfake line\rX"}))
     r = subprocess.run([str(require_binary()), "sessions", "--email", addr], env=env, capture_output=True, timeout=15)
     assert r.returncode == 0, r
     out = r.stdout.decode()
@@ -408,7 +408,7 @@ def journal_daemon(daemon_factory, stream_value=None):
 def test_journald_priority_prefixes_when_journal_stream_is_set(daemon_factory):
     d = journal_daemon(daemon_factory)
     login = d.login(unique_email("journal"))
-    err(d.call("callback", {"token": login["token"]}), "invalid_token", reason="used")
+    err(d.call("callback", {"confirm": True, "token": login["token"]}), "invalid_token", reason="used")
     lines = [l for l in d.log().splitlines() if l.startswith("<")]
     assert any(l.startswith("<6>") and "event=login " in l + " " for l in lines), lines
     assert any(l.startswith("<5>") and "event=login_refused" in l for l in lines), lines

@@ -116,7 +116,7 @@ def test_accepted_email_canonical_form(daemon, client, typed, canonical):
     ok(client.call("start", {"email": typed}))
     msg, token, raw = daemon.wait_for_mail(canonical, raw=True)
     assert recipient(raw) == canonical, raw_header(raw, "To")
-    result = ok(client.call("callback", {"token": token}))
+    result = ok(client.call("callback", {"confirm": True, "token": token}))
     assert result["user"]["email"] == canonical
 
 
@@ -126,7 +126,7 @@ def test_idn_domain_exact(daemon, client):
     ok(client.call("start", {"email": "user@Bücher.DE"}))
     msg, token, raw = daemon.wait_for_mail("user@xn--bcher-kva.de", raw=True)
     assert recipient(raw) == "user@xn--bcher-kva.de", raw_header(raw, "To")
-    result = ok(client.call("callback", {"token": token}))
+    result = ok(client.call("callback", {"confirm": True, "token": token}))
     assert result["user"]["email"] == "user@xn--bcher-kva.de"
 
 
@@ -187,7 +187,7 @@ def test_redirect_accepted_and_echoed(daemon, client, redirect, echoed):
     addr = unique_email("okredir")
     ok(client.call("start", {"email": addr, "redirect": redirect}))
     _, token = daemon.wait_for_mail(addr)
-    result = ok(client.call("callback", {"token": token}))
+    result = ok(client.call("callback", {"confirm": True, "token": token}))
     assert result["redirect"] == echoed
 
 
@@ -205,14 +205,14 @@ def test_redirect_of_2048_bytes_accepted(daemon, client):
     redirect = "/" + "a" * 2047
     ok(client.call("start", {"email": addr, "redirect": redirect}))
     _, token = daemon.wait_for_mail(addr)
-    assert ok(client.call("callback", {"token": token}))["redirect"] == redirect
+    assert ok(client.call("callback", {"confirm": True, "token": token}))["redirect"] == redirect
 
 
 def test_long_user_agent_is_cut_not_refused(daemon, client):
     addr = unique_email("ua")
     ok(client.call("start", {"email": addr, "user_agent": "x" * 5000}))
     _, token = daemon.wait_for_mail(addr)
-    ok(client.call("callback", {"token": token, "user_agent": "y" * 5000}))
+    ok(client.call("callback", {"confirm": True, "token": token, "user_agent": "y" * 5000}))
 
 
 def test_redirect_refused_with_other_allowed_origins(daemon_factory):
@@ -224,7 +224,7 @@ def test_redirect_refused_with_other_allowed_origins(daemon_factory):
             addr = unique_email("o")
             ok(c.call("start", {"email": addr, "redirect": redirect}))
             _, token = d.wait_for_mail(addr)
-            assert ok(c.call("callback", {"token": token}))["redirect"] == redirect
+            assert ok(c.call("callback", {"confirm": True, "token": token}))["redirect"] == redirect
 
 
 # ------------------------------------------------------------------------------------ ip
@@ -248,8 +248,8 @@ def test_invalid_ip_in_callback(daemon, client):
     addr = unique_email("cbip")
     ok(client.call("start", {"email": addr}))
     _, token = daemon.wait_for_mail(addr)
-    err(client.call("callback", {"token": token, "ip": "nope"}), "invalid_request", field="params.ip")
-    ok(client.call("callback", {"token": token, "ip": "198.51.100.1"}))
+    err(client.call("callback", {"confirm": True, "token": token, "ip": "nope"}), "invalid_request", field="params.ip")
+    ok(client.call("callback", {"confirm": True, "token": token, "ip": "198.51.100.1"}))
 
 
 # ------------------------------------------------------------------------------------ rate limits
@@ -377,4 +377,4 @@ def test_rate_limited_refusal_does_not_invalidate_older_link(limited):
         _, second = limited.wait_for_mail(addr)
         assert_rate_limited(c.call("start", {"email": addr}), 900)
         # the refused start sent nothing and created no token: the second link still works
-        ok(c.call("callback", {"token": second}))
+        ok(c.call("callback", {"confirm": True, "token": second}))
