@@ -21,12 +21,13 @@ ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = ROOT / "Protocol" / "schemas"
 VECTORS = ROOT / "Protocol" / "vectors"
 BASE = "https://magiclinkd.invalid/protocol/v1/"
-APP_OPS = ["hello", "start", "callback", "session", "logout", "logout_all"]
+APP_OPS = ["hello", "start", "callback", "verify_code", "peek", "session", "logout", "logout_all"]
 ADMIN_OPS = ["admin_status", "admin_sessions", "admin_revoke", "admin_dead_letters", "admin_retry", "admin_purge"]
 OPS = APP_OPS + ADMIN_OPS
 ERROR_CODES = [
     "invalid_request", "unknown_op", "request_too_large", "invalid_email", "redirect_not_allowed",
-    "rate_limited", "invalid_token", "invalid_session", "permission_denied", "unavailable", "internal_error",
+    "rate_limited", "invalid_token", "invalid_session", "invalid_code", "confirmation_required", "flow_mismatch",
+    "permission_denied", "unavailable", "internal_error",
 ]
 EXPECT_MEMBERS = {"ok", "id", "error_code", "retryable", "details", "result", "result_keys"}
 NAME_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
@@ -340,14 +341,18 @@ assert len(SESSION) == 43
 
 GOOD_RESULTS = {
     "hello": {"server": "magiclinkd", "version": "0.1.0", "protocol": 1, "ops": OPS, "max_line_bytes": 65536},
-    "start": {"expires_at": 1764170000},
+    "start": {"expires_at": 1764170000, "flow": "Zmxvdy1zZWNyZXQtZm9yLXRoZS1icm93c2VyLXRoYXQ"},
     "callback": {"session": SESSION, "expires_at": 1766762000, "idle_expires_at": 1764774800, "user": USER,
                  "redirect": "/account"},
+    "verify_code": {"session": SESSION, "expires_at": 1766762000, "idle_expires_at": 1764774800, "user": USER,
+                    "redirect": "/account"},
+    "peek": {"valid": True, "flow_matches": True, "email_masked": "a***@example.com", "expires_at": 1764170000},
     "session": {"user": USER, "expires_at": 1766762000, "idle_expires_at": 1764774800},
     "logout": {},
     "logout_all": {"revoked": 2},
     "admin_status": {"version": "0.1.0", "started_at": 1764100000, "uptime_s": 70000, "users": 42, "live_sessions": 57,
-                     "mail": {"queued": 0, "sending": 1, "sent": 311, "failed": 1, "expired": 2}},
+                     "mail": {"queued": 0, "sending": 1, "sent": 311, "failed": 1, "expired": 2},
+                     "links": {"peeked_never_used": 3, "peeked_then_used": 40}},
     "admin_sessions": {"sessions": [
         {"handle": "3f9a0c2be41d7765", "user_id": UUID, "email": "Alice@example.com", "created_at": 1764100000,
          "expires_at": 1766692000, "idle_expires_at": 1764704800, "ip": "192.0.2.10", "user_agent": "Mozilla/5.0"},
@@ -375,6 +380,9 @@ GOOD_ERRORS = {
     "rate_limited": {"retryable": True, "details": {"retry_after_s": 42}},
     "invalid_token": {"retryable": False, "details": {"reason": "expired"}},
     "invalid_session": {"retryable": False, "details": {}},
+    "invalid_code": {"retryable": False, "details": {"attempts_left": 2}},
+    "confirmation_required": {"retryable": False, "details": {"email_masked": "a***@example.com", "requested_at": 1764169400}},
+    "flow_mismatch": {"retryable": False, "details": {}},
     "permission_denied": {"retryable": False, "details": {}},
     "unavailable": {"retryable": True, "details": {}},
     "internal_error": {"retryable": False, "details": {}},
@@ -458,7 +466,51 @@ BAD_REPLIES = {
     "id-too-large": success({}, id=9007199254740992),
     "id-string-257": success({}, id="x" * 257),
     "result-not-object": success([]),
+    "invalid-code-without-attempts-left": failure("invalid_code", False, {}),
+    "invalid-code-attempts-left-negative": failure("invalid_code", False, {"attempts_left": -1}),
+    "invalid-code-retryable": failure("invalid_code", True, {"attempts_left": 1}),
+    "confirmation-required-without-email": failure("confirmation_required", False, {"requested_at": 1764169400}),
+    "confirmation-required-without-requested-at": failure("confirmation_required", False, {"email_masked": "a***@example.com"}),
+    "confirmation-required-requested-at-string": failure("confirmation_required", False, {"email_masked": "a", "requested_at": "1"}),
+    "flow-mismatch-retryable": failure("flow_mismatch", True, {}),
+    "start-flow-short": success({"expires_at": 1, "flow": "abc"}),
+    "peek-valid-not-bool": success({"valid": "yes", "flow_matches": False}),
+    "peek-reason-bogus": success({"valid": False, "flow_matches": False, "reason": "bogus"}),
+    "admin-status-links-negative": success({**GOOD_RESULTS["admin_status"], "links": {"peeked_never_used": -1, "peeked_then_used": 0}}),
 }
+
+BAD_OP_RESULTS = {
+    "start-without-flow": ("start", {"expires_at": 1764170000}),
+    "start-flow-padded": ("start", {"expires_at": 1764170000, "flow": "Zmxvdy1zZWNyZXQtZm9yLXRoZS1icm93c2VyLXRoYX="}),
+    "verify-code-without-session": ("verify_code", {k: v for k, v in GOOD_RESULTS["callback"].items() if k != "session"}),
+    "peek-without-flow-matches": ("peek", {"valid": False, "reason": "unknown"}),
+    "peek-invalid-without-reason": ("peek", {"valid": False, "flow_matches": False}),
+    "peek-valid-with-reason": ("peek", {"valid": True, "reason": "used", "flow_matches": True, "email_masked": "a***@example.com", "expires_at": 1}),
+    "peek-unknown-with-email": ("peek", {"valid": False, "reason": "unknown", "flow_matches": False, "email_masked": "a***@example.com", "expires_at": 1}),
+    "peek-used-without-email": ("peek", {"valid": False, "reason": "used", "flow_matches": False}),
+    "peek-email-without-expires-at": ("peek", {"valid": False, "reason": "expired", "flow_matches": False, "email_masked": "a***@example.com"}),
+    "peek-valid-without-email": ("peek", {"valid": True, "flow_matches": True}),
+    "admin-status-without-links": ("admin_status", {k: v for k, v in GOOD_RESULTS["admin_status"].items() if k != "links"}),
+    "admin-status-links-missing-member": ("admin_status", {**GOOD_RESULTS["admin_status"], "links": {"peeked_never_used": 0}}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_OP_RESULTS))
+def test_bad_op_result_is_rejected(name):
+    op, result = BAD_OP_RESULTS[name]
+    with pytest.raises(ValidationError):
+        validator(f"ops/{op}.result.schema.json").validate(result)
+
+
+@pytest.mark.parametrize("result", [
+    {"valid": False, "reason": "unknown", "flow_matches": False},
+    {"valid": False, "reason": "used", "flow_matches": False, "email_masked": "a***@example.com", "expires_at": 1764170000},
+    {"valid": False, "reason": "expired", "flow_matches": True, "email_masked": "a***@example.com", "expires_at": 1764170000},
+    {"valid": True, "flow_matches": False, "email_masked": "a***@example.com", "expires_at": 1764170000, "future": 1},
+], ids=lambda r: json.dumps(r, separators=(",", ":"))[:80])
+def test_good_peek_results_validate(result):
+    validator("ops/peek.result.schema.json").validate(result)
+    validator("response.schema.json").validate(success(result))
 
 
 @pytest.mark.parametrize("name", sorted(BAD_REPLIES))
@@ -482,6 +534,12 @@ def test_callback_result_schema_rejects_short_session():
     {"id": "a", "op": "start", "params": {"email": "a@example.com", "redirect": "/", "ip": "2001:db8::1",
                                           "user_agent": "u" * 5000, "future": 1}},
     {"op": "callback", "params": {"token": ""}},
+    {"op": "callback", "params": {"token": "t", "flow": "not-a-flow", "confirm": True}},
+    {"op": "start", "params": {"email": "a@example.com", "send": "both"}},
+    {"op": "verify_code", "params": {"flow": "x", "code": "123456"}},
+    {"op": "verify_code", "params": {"flow": "x", "code": "12-34 56"}},
+    {"op": "peek", "params": {"token": ""}},
+    {"op": "peek", "params": {"token": "t", "flow": "f"}},
     {"op": "session", "params": {"session": "not-a-session"}},
     {"op": "logout", "params": {"session": "x"}},
     {"op": "logout_all", "params": {"user_id": "nobody"}},
@@ -509,6 +567,21 @@ def test_good_requests_validate(request_obj):
     {"op": "start", "params": {"email": "a@example.com", "user_agent": 5}},
     {"op": "callback", "params": {}},
     {"op": "callback", "params": {"token": 1}},
+    {"op": "callback", "params": {"token": "t", "flow": 1}},
+    {"op": "callback", "params": {"token": "t", "confirm": "true"}},
+    {"op": "start", "params": {"email": "a@example.com", "send": "sms"}},
+    {"op": "start", "params": {"email": "a@example.com", "send": "CODE"}},
+    {"op": "verify_code", "params": {"flow": "x"}},
+    {"op": "verify_code", "params": {"code": "123456"}},
+    {"op": "verify_code"},
+    {"op": "verify_code", "params": {"flow": "x", "code": "12345"}},
+    {"op": "verify_code", "params": {"flow": "x", "code": "1234567"}},
+    {"op": "verify_code", "params": {"flow": "x", "code": "abcdef"}},
+    {"op": "verify_code", "params": {"flow": "x", "code": "\uff11\uff12\uff13\uff14\uff15\uff16"}},
+    {"op": "verify_code", "params": {"flow": "x", "code": 123456}},
+    {"op": "peek", "params": {}},
+    {"op": "peek"},
+    {"op": "peek", "params": {"token": "t", "flow": 1}},
     {"op": "session"},
     {"op": "logout", "params": {"session": None}},
     {"op": "logout_all", "params": {"user_id": 7}},
