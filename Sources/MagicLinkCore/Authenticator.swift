@@ -36,7 +36,14 @@ public struct AuthPolicy: Sendable {
     /// Minimum seconds between two writes of a session's idle expiry.
     public var sessionTouchInterval: Int64 = 60
     public var startPerIP = RateLimit(maximum: 50, window: 3_600)
-    public var startPerAddress = RateLimit(maximum: 5, window: 900)
+    /// The hourly cap per address.
+    public var startPerAddress = RateLimit(maximum: 5, window: 3_600)
+    /// Least seconds between two `start`s for one address (0: none).
+    public var addressCooldown: Int64 = 60
+    /// Login mails the whole daemon may queue per window, whoever asks.
+    public var globalSendBudget = RateLimit(maximum: 5_000, window: 3_600)
+    /// Failed `callback`/`verify_code`/`session` calls per client IP before that IP is slowed down.
+    public var failuresPerIP = RateLimit(maximum: 30, window: 900)
     /// Right-hand side of generated Message-IDs.
     public var messageIDDomain: String = "localhost"
     /// Most messages waiting to be sent; `start` refuses (retryably) beyond it.
@@ -124,6 +131,7 @@ public struct Authenticator: Sendable {
     private let sealer: TokenSealer
     private let time: any TimeSource
     private let random: any RandomSource
+    private let failures: FailureThrottle
 
     public init(policy: AuthPolicy, store: any AuthStore, sealer: TokenSealer,
                 time: any TimeSource = SystemTime(), random: any RandomSource = SystemRandom()) {
@@ -132,6 +140,24 @@ public struct Authenticator: Sendable {
         self.sealer = sealer
         self.time = time
         self.random = random
+        self.failures = FailureThrottle(limit: policy.failuresPerIP, time: time)
+    }
+
+    /// Runs a login or session check for a client IP: refused while the IP is throttled, and
+    /// its failures (wrong, used or expired tokens and codes, dead sessions) count.
+    private func throttled<T>(ip: String?, _ body: () throws -> T) throws -> T {
+        guard let ip else { return try body() }
+        let key = try Self.rateKey(forIP: ip)
+        if let retry = failures.retryAfter(key) { throw AuthError.rateLimited(retryAfterSeconds: retry) }
+        do {
+            return try body()
+        } catch let error as AuthError {
+            switch error {
+            case .invalidToken, .invalidCode, .invalidSession: failures.recordFailure(key)
+            default: break
+            }
+            throw error
+        }
     }
 
     // MARK: start
@@ -164,7 +190,8 @@ public struct Authenticator: Sendable {
         let sealed = try sealer.seal(MailSecrets(token: token.text, code: code, send: request.send).payload, messageID: messageID)
         let expiresAt = now + policy.tokenTTL
 
-        var limits: [(key: String, limit: RateLimit)] = [("email:" + email.matchKey, policy.startPerAddress)]
+        let addressKey = "email:" + email.matchKey
+        var limits: [(key: String, limit: RateLimit)] = [(addressKey, policy.startPerAddress), ("global", policy.globalSendBudget)]
         if let ipKey { limits.append(("ip:" + ipKey, policy.startPerIP)) }
 
         try store.write { tx in
@@ -175,6 +202,9 @@ public struct Authenticator: Sendable {
                     // The event that must leave the window before one more fits.
                     let blocking = times[times.count - limit.maximum]
                     retryAfter = max(retryAfter, blocking + limit.window - now)
+                }
+                if key == addressKey, policy.addressCooldown > 0, let last = times.last, now - last < policy.addressCooldown {
+                    retryAfter = max(retryAfter, last + policy.addressCooldown - now)
                 }
             }
             if retryAfter > 0 { throw AuthError.rateLimited(retryAfterSeconds: max(1, retryAfter)) }
@@ -201,7 +231,10 @@ public struct Authenticator: Sendable {
     /// asked for it never logs in silently (see `FlowBinding`); refusing leaves the token as it was.
     public func callback(token: String, flow: String? = nil, confirm: Bool = false,
                          ip: String? = nil, userAgent: String? = nil) throws -> LoginResult {
-        if let ip { _ = try Self.rateKey(forIP: ip) }
+        try throttled(ip: ip) { try callbackUnthrottled(token: token, flow: flow, confirm: confirm, ip: ip, userAgent: userAgent) }
+    }
+
+    private func callbackUnthrottled(token: String, flow: String?, confirm: Bool, ip: String?, userAgent: String?) throws -> LoginResult {
         guard Secret.isWellFormed(token) else { throw AuthError.invalidToken(.unknown) }
         let tokenHash = Secret.hash(of: token)
         let flowHash = flow.flatMap { Secret.isWellFormed($0) ? Secret.hash(of: $0) : nil }
@@ -229,6 +262,13 @@ public struct Authenticator: Sendable {
     /// flow's code dies after `AuthPolicy.codeAttempts` wrong ones (its link stays valid).
     public func verifyCode(flow: String, code: String, ip: String? = nil, userAgent: String? = nil) throws -> LoginResult {
         if let ip { _ = try Self.rateKey(forIP: ip) }
+        guard Self.normalizedCode(code) != nil else {
+            throw AuthError.invalidField(field: "params.code", reason: "must be the 6 digits from the mail")
+        }
+        return try throttled(ip: ip) { try verifyCodeUnthrottled(flow: flow, code: code, ip: ip, userAgent: userAgent) }
+    }
+
+    private func verifyCodeUnthrottled(flow: String, code: String, ip: String?, userAgent: String?) throws -> LoginResult {
         guard let digits = Self.normalizedCode(code) else {
             throw AuthError.invalidField(field: "params.code", reason: "must be the 6 digits from the mail")
         }
@@ -312,7 +352,12 @@ public struct Authenticator: Sendable {
     // MARK: session
 
     /// Checks a session and slides its idle expiry, writing at most once per touch interval.
-    public func session(_ text: String) throws -> SessionInfo {
+    /// With the client's `ip`, failures count towards that IP's throttle.
+    public func session(_ text: String, ip: String? = nil) throws -> SessionInfo {
+        try throttled(ip: ip) { try sessionUnthrottled(text) }
+    }
+
+    private func sessionUnthrottled(_ text: String) throws -> SessionInfo {
         guard Secret.isWellFormed(text) else { throw AuthError.invalidSession }
         let hash = Secret.hash(of: text)
         let now = time.now()

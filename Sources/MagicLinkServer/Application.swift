@@ -99,7 +99,7 @@ public func buildApplication(configuration: Configuration, logger: Logger,
 
     let wakeup = MailWakeup()
     let authenticator = Authenticator(policy: policy, store: store, sealer: sealer, time: time, random: random)
-    let rateWindow = max(configuration.rateLimitIPWindow, configuration.rateLimitEmailWindow)
+    let rateWindow = max(configuration.rateLimitIPWindow, configuration.rateLimitEmailWindow, configuration.rateLimitGlobalWindow)
     let admin = AdminOps(store: store, authenticator: authenticator, blockingPool: blockingPool,
                          adminUIDs: configuration.adminUIDs, adminGIDs: configuration.adminGIDs,
                          startedAt: time.now(), rateWindow: rateWindow, mailWakeup: wakeup, time: time, logger: logger)

@@ -49,7 +49,12 @@ public struct Configuration: Sendable {
     public var rateLimitIPMax = 50
     public var rateLimitIPWindow: Int64 = 3_600
     public var rateLimitEmailMax = 5
-    public var rateLimitEmailWindow: Int64 = 900
+    public var rateLimitEmailWindow: Int64 = 3_600
+    public var rateLimitEmailCooldown: Int64 = 60
+    public var rateLimitGlobalMax = 5_000
+    public var rateLimitGlobalWindow: Int64 = 3_600
+    public var rateLimitFailuresMax = 30
+    public var rateLimitFailuresWindow: Int64 = 900
     public var logLevel = Logger.Level.info
 
     /// Keys set explicitly (by file or environment), so start-up can say which values are defaults.
@@ -198,7 +203,10 @@ public struct Configuration: Sendable {
             ("session_idle_ttl", "\(sessionIdleTTL)"), ("session_touch_interval", "\(sessionTouchInterval)"),
             ("max_line_bytes", "\(maxLineBytes)"), ("rate_limit_ip_max", "\(rateLimitIPMax)"),
             ("rate_limit_ip_window", "\(rateLimitIPWindow)"), ("rate_limit_email_max", "\(rateLimitEmailMax)"),
-            ("rate_limit_email_window", "\(rateLimitEmailWindow)"), ("log_level", logLevel.rawValue),
+            ("rate_limit_email_window", "\(rateLimitEmailWindow)"), ("rate_limit_email_cooldown", "\(rateLimitEmailCooldown)"),
+            ("rate_limit_global_max", "\(rateLimitGlobalMax)"), ("rate_limit_global_window", "\(rateLimitGlobalWindow)"),
+            ("rate_limit_failures_max", "\(rateLimitFailuresMax)"), ("rate_limit_failures_window", "\(rateLimitFailuresWindow)"),
+            ("log_level", logLevel.rawValue),
         ]
     }
 
@@ -223,6 +231,9 @@ public struct Configuration: Sendable {
         policy.sessionTouchInterval = sessionTouchInterval
         policy.startPerIP = RateLimit(maximum: rateLimitIPMax, window: rateLimitIPWindow)
         policy.startPerAddress = RateLimit(maximum: rateLimitEmailMax, window: rateLimitEmailWindow)
+        policy.addressCooldown = rateLimitEmailCooldown
+        policy.globalSendBudget = RateLimit(maximum: rateLimitGlobalMax, window: rateLimitGlobalWindow)
+        policy.failuresPerIP = RateLimit(maximum: rateLimitFailuresMax, window: rateLimitFailuresWindow)
         policy.messageIDDomain = fromMailbox.domain
         policy.mailQueueLimit = mailQueueMax
         policy.flowBinding = flowBinding
@@ -312,6 +323,11 @@ extension Configuration {
         Setting("rate_limit_ip_window") { c, v throws(SettingError) in c.rateLimitIPWindow = try seconds(v) },
         Setting("rate_limit_email_max") { c, v throws(SettingError) in c.rateLimitEmailMax = Int(try integer(v, in: 1...1_000_000)) },
         Setting("rate_limit_email_window") { c, v throws(SettingError) in c.rateLimitEmailWindow = try seconds(v) },
+        Setting("rate_limit_email_cooldown") { c, v throws(SettingError) in c.rateLimitEmailCooldown = try seconds(v, allowZero: true) },
+        Setting("rate_limit_global_max") { c, v throws(SettingError) in c.rateLimitGlobalMax = Int(try integer(v, in: 1...100_000_000)) },
+        Setting("rate_limit_global_window") { c, v throws(SettingError) in c.rateLimitGlobalWindow = try seconds(v) },
+        Setting("rate_limit_failures_max") { c, v throws(SettingError) in c.rateLimitFailuresMax = Int(try integer(v, in: 1...1_000_000)) },
+        Setting("rate_limit_failures_window") { c, v throws(SettingError) in c.rateLimitFailuresWindow = try seconds(v) },
         Setting("log_level") { c, v throws(SettingError) in
             guard let level = Logger.Level(rawValue: v.lowercased()) else {
                 throw SettingError(reason: "must be one of trace, debug, info, notice, warning, error, critical")

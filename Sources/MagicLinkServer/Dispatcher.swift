@@ -138,7 +138,8 @@ final class Dispatcher: Sendable {
 
         case "session":
             let session = try params.requiredString("session")
-            let info = try await blocking { try self.authenticator.session(session) }
+            let ip = try params.optionalString("ip")
+            let info = try await blocking { try self.authenticator.session(session, ip: ip) }
             return [
                 "user": .object(["id": .string(info.user.id), "email": .string(info.user.email)]),
                 "expires_at": .integer(info.expiresAt),

@@ -17,6 +17,7 @@ final class AuthenticatorTests: XCTestCase {
     func makeAuthenticator(_ adjust: (inout AuthPolicy) -> Void = { _ in }) -> Authenticator {
         var policy = AuthPolicy(callbackURL: "https://app.example.com/auth/callback",
                                 redirects: try! RedirectPolicy(allowedOrigins: ["https://app.example.com"]))
+        policy.addressCooldown = 0  // these tests start twice for one address on purpose
         adjust(&policy)
         return Authenticator(policy: policy, store: store, sealer: sealer, time: time, random: CountingRandom())
     }
@@ -65,6 +66,25 @@ final class AuthenticatorTests: XCTestCase {
         XCTAssertEqual(record.hash, Secret.hash(of: token))
         XCTAssertEqual(record.emailKey, "alice@example.com")
         XCTAssertEqual(record.redirect, "/")
+    }
+
+    func testCooldownBetweenStartsForOneAddress() throws {
+        let auth = makeAuthenticator { $0.addressCooldown = 60 }
+        _ = try auth.start(StartRequest(email: "cool@example.com"))
+        time.advance(20)
+        assertAuthError(.rateLimited(retryAfterSeconds: 40), try auth.start(StartRequest(email: "COOL@example.com")))
+        XCTAssertNoThrow(try auth.start(StartRequest(email: "other@example.com")))
+        time.advance(40)
+        XCTAssertNoThrow(try auth.start(StartRequest(email: "cool@example.com")))
+    }
+
+    func testGlobalBudgetCountsEveryAddress() throws {
+        let auth = makeAuthenticator { $0.globalSendBudget = RateLimit(maximum: 2, window: 100) }
+        _ = try auth.start(StartRequest(email: "g1@example.com"))
+        time.advance(10)
+        _ = try auth.start(StartRequest(email: "g2@example.com"))
+        assertAuthError(.rateLimited(retryAfterSeconds: 90), try auth.start(StartRequest(email: "g3@example.com")))
+        XCTAssertEqual(store.state.mail.count, 2)
     }
 
     func testLinkIsBuiltFromConfigurationOnly() {
@@ -147,10 +167,10 @@ final class AuthenticatorTests: XCTestCase {
             _ = try auth.start(StartRequest(email: "frank@example.com"))
             time.advance(10)
         }
-        // 5 starts at t0, t0+10 … t0+40; now t0+50. The first leaves the window at t0+900.
-        assertAuthError(.rateLimited(retryAfterSeconds: 850), try auth.start(StartRequest(email: "FRANK@example.com")))
+        // 5 starts at t0, t0+10 … t0+40; now t0+50. The first leaves the hour's window at t0+3600.
+        assertAuthError(.rateLimited(retryAfterSeconds: 3_550), try auth.start(StartRequest(email: "FRANK@example.com")))
         XCTAssertEqual(store.state.mail.count, 5, "nothing queued when limited")
-        time.advance(850)
+        time.advance(3_550)
         XCTAssertNoThrow(try auth.start(StartRequest(email: "frank@example.com")))
     }
 

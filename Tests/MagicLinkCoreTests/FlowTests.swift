@@ -137,3 +137,34 @@ final class FlowTests: XCTestCase {
         XCTAssertNil(MailSecrets(payload: "v3\nlink\nt\n"))
     }
 }
+
+final class FailureThrottleTests: XCTestCase {
+    func testSlidingWindowAndRetryAfter() {
+        let time = ManualTime()
+        let throttle = FailureThrottle(limit: RateLimit(maximum: 3, window: 100), time: time)
+        XCTAssertNil(throttle.retryAfter("ip:a"))
+        throttle.recordFailure("ip:a")
+        time.advance(10)
+        throttle.recordFailure("ip:a")
+        throttle.recordFailure("ip:a")
+        XCTAssertEqual(throttle.retryAfter("ip:a"), 90, "until the first failure leaves the window")
+        XCTAssertNil(throttle.retryAfter("ip:b"))
+        time.advance(90)
+        XCTAssertNil(throttle.retryAfter("ip:a"))
+        throttle.recordFailure("ip:a")
+        XCTAssertEqual(throttle.retryAfter("ip:a"), 10)
+    }
+
+    func testCapacityDropsTheStalestKey() {
+        let time = ManualTime()
+        let throttle = FailureThrottle(limit: RateLimit(maximum: 1, window: 1_000), time: time, capacity: 2)
+        throttle.recordFailure("old")
+        time.advance(1)
+        throttle.recordFailure("mid")
+        time.advance(1)
+        throttle.recordFailure("new")
+        XCTAssertNil(throttle.retryAfter("old"), "evicted")
+        XCTAssertNotNil(throttle.retryAfter("mid"))
+        XCTAssertNotNil(throttle.retryAfter("new"))
+    }
+}

@@ -123,7 +123,7 @@ final class SQLiteStoreTests: XCTestCase {
         let login = try auth.callback(token: try XCTUnwrap(sealer.open(mail.sealedToken, messageID: mail.messageID).flatMap(MailSecrets.init(payload:))?.token), confirm: true)
         XCTAssertEqual(try store.purge(now: time.now(), rateWindow: 3_600), 0)
         time.value += 8 * 86_400  // past idle expiry (7 days) and a day past token expiry
-        XCTAssertEqual(try store.purge(now: time.now(), rateWindow: 3_600), 4)  // session, token, 2 rate events
+        XCTAssertEqual(try store.purge(now: time.now(), rateWindow: 3_600), 5)  // session, token, 3 rate events (address, ip, global)
         XCTAssertThrowsError(try auth.session(login.session))
     }
 }

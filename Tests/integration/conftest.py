@@ -554,6 +554,8 @@ class Daemon:
                 "MAGICLINKD_OUTBOX_DIR": str(self.dir / "outbox"),
                 "MAGICLINKD_CALLBACK_URL": DEFAULT_CALLBACK_URL,
                 "MAGICLINKD_ALLOWED_REDIRECT_ORIGINS": DEFAULT_ALLOWED_ORIGINS,
+                # Many tests start twice for one address on purpose; test_limits.py covers the cooldown.
+                "MAGICLINKD_RATE_LIMIT_EMAIL_COOLDOWN": "0",
             }
         base.update(env or {})
         self.env_extra = base
