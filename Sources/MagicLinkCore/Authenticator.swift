@@ -23,11 +23,30 @@ public enum FlowBinding: String, Sendable, CaseIterable {
     case strict
 }
 
+/// Who may get a login mail.
+public enum SignupPolicy: Sendable, Equatable {
+    /// Any address; its user is created at its first login.
+    case open
+    /// Only addresses at these domains (lower-case, IDNA ASCII form, exact match).
+    case domains([String])
+    /// Only users that already exist (created with the `admin_create_user` op).
+    case existing
+
+    func allows(_ email: EmailAddress, isExistingUser: Bool) -> Bool {
+        switch self {
+        case .open: return true
+        case .domains(let domains): return domains.contains(email.domain)
+        case .existing: return isExistingUser
+        }
+    }
+}
+
 /// The policies the authenticator enforces. Defaults are the documented ones.
 public struct AuthPolicy: Sendable {
     /// Wrong codes a flow survives; the next wrong one kills its code.
     public static let codeAttempts = 3
     public var flowBinding = FlowBinding.confirm
+    public var signup = SignupPolicy.open
     public var callbackURL: String
     public var redirects: RedirectPolicy
     public var tokenTTL: Int64 = 600
@@ -86,6 +105,8 @@ public struct StartResult: Sendable, Equatable {
     /// For logs only (masked address, message id): never the token.
     public var maskedEmail: String
     public var messageID: String
+    /// False when the signup policy refused the address (the reply does not say so).
+    public var mailed: Bool
 }
 
 public struct UserInfo: Sendable, Equatable {
@@ -194,7 +215,7 @@ public struct Authenticator: Sendable {
         var limits: [(key: String, limit: RateLimit)] = [(addressKey, policy.startPerAddress), ("global", policy.globalSendBudget)]
         if let ipKey { limits.append(("ip:" + ipKey, policy.startPerIP)) }
 
-        try store.write { tx in
+        let mailed: Bool = try store.write { tx in
             var retryAfter: Int64 = 0
             for (key, limit) in limits {
                 let times = try tx.rateEventTimes(key: key, since: now - limit.window + 1)
@@ -210,6 +231,19 @@ public struct Authenticator: Sendable {
             if retryAfter > 0 { throw AuthError.rateLimited(retryAfterSeconds: max(1, retryAfter)) }
             if try tx.pendingMailCount() >= policy.mailQueueLimit { throw AuthError.mailQueueFull }
 
+            let isExistingUser = try tx.user(emailKey: email.matchKey) != nil
+            guard policy.signup.allows(email, isExistingUser: isExistingUser) else {
+                // Refused by the signup policy: the same reply, limits and work as an accepted
+                // request, minus the mail. The flow and code lead nowhere (no token is mailed,
+                // the code hash matches no code), so `verify_code` answers as for a real flow.
+                try tx.insertToken(LoginTokenRecord(
+                    hash: Secret.generate(using: random).hash, email: email.address, emailKey: email.matchKey,
+                    redirect: redirect, createdAt: now, expiresAt: expiresAt, ip: request.ip,
+                    userAgent: request.userAgent.map(Self.clipUserAgent), flowHash: flow.hash,
+                    codeHash: request.send.sendsCode ? Secret.generate(using: random).hash : nil))
+                for (key, _) in limits { try tx.recordRateEvent(key: key, at: now) }
+                return false
+            }
             try tx.supersedeTokens(emailKey: email.matchKey, at: now)
             try tx.insertToken(LoginTokenRecord(
                 hash: token.hash, email: email.address, emailKey: email.matchKey, redirect: redirect,
@@ -220,8 +254,9 @@ public struct Authenticator: Sendable {
                 messageID: messageID, kind: .login, recipient: email.address, sealedToken: sealed,
                 createdAt: now, expiresAt: expiresAt, locale: request.locale))
             for (key, _) in limits { try tx.recordRateEvent(key: key, at: now) }
+            return true
         }
-        return StartResult(expiresAt: expiresAt, flow: flow.text, maskedEmail: email.masked, messageID: messageID)
+        return StartResult(expiresAt: expiresAt, flow: flow.text, maskedEmail: email.masked, messageID: messageID, mailed: mailed)
     }
 
     // MARK: callback
@@ -371,6 +406,28 @@ public struct Authenticator: Sendable {
         }
         return SessionInfo(user: UserInfo(id: user.id, email: user.email), expiresAt: record.expiresAt,
                            idleExpiresAt: idleExpiresAt)
+    }
+
+    // MARK: users
+
+    /// Creates the user of an address ahead of its first login (for the `existing` signup
+    /// policy). Returns the user and whether it is new.
+    public func createUser(email text: String) throws -> (UserInfo, created: Bool) {
+        let email: EmailAddress
+        do {
+            email = try EmailAddress(parsing: text)
+        } catch {
+            throw AuthError.invalidEmail(reason: error.reason)
+        }
+        let now = time.now()
+        let newID = Self.uuid(random.bytes(16))
+        return try store.write { tx in
+            if let existing = try tx.user(emailKey: email.matchKey) {
+                return (UserInfo(id: existing.id, email: existing.email), false)
+            }
+            try tx.insertUser(UserRecord(id: newID, email: email.address, emailKey: email.matchKey, createdAt: now))
+            return (UserInfo(id: newID, email: email.address), true)
+        }
     }
 
     // MARK: logout

@@ -8,7 +8,8 @@ import NIOPosix
 /// `revoke`, `dead-letters`, `retry`, `purge`). Only peers that SO_PEERCRED shows to be root or a
 /// configured admin uid/gid may call them; everyone else gets `permission_denied`.
 struct AdminOps: Sendable {
-    static let ops = ["admin_status", "admin_sessions", "admin_revoke", "admin_dead_letters", "admin_retry", "admin_purge"]
+    static let ops = ["admin_status", "admin_sessions", "admin_revoke", "admin_dead_letters", "admin_retry", "admin_purge",
+                      "admin_create_user"]
 
     let store: SQLiteStore
     let authenticator: Authenticator
@@ -128,6 +129,14 @@ struct AdminOps: Sendable {
             let removed = try await blocking { try self.store.purge(now: now, rateWindow: self.rateWindow) }
             logger.notice("expired rows purged by an administrator", metadata: ["event": "admin_purge", "rows": "\(removed)"])
             return ["removed": .integer(Int64(removed))]
+
+        case "admin_create_user":
+            let email = try params.requiredString("email")
+            let (user, created) = try await blocking { try self.authenticator.createUser(email: email) }
+            if created {
+                logger.notice("user created by an administrator", metadata: ["event": "admin_create_user", "user_id": "\(user.id)", "peer_uid": "\(peer.uid)"])
+            }
+            return ["user": .object(["id": .string(user.id), "email": .string(user.email)]), "created": .bool(created)]
 
         default:
             throw WireError(.unknownOp, "Unknown op.", details: ["op": .string(op)])

@@ -18,6 +18,10 @@ public struct Configuration: Sendable {
     public var allowedRedirectOrigins: [String] = []
     /// What `callback` does with a link opened without its flow.
     public var flowBinding = FlowBinding.confirm
+    /// Who may get a login mail: open, domains (with `signupDomains`) or existing.
+    public var signup = "open"
+    /// Lower-case IDNA (ASCII) domains for `signup: domains`.
+    public var signupDomains: [String] = []
     public var appName = "magiclinkd"
     public var mailFrom = "magiclinkd <no-reply@localhost>"
     public var mailTransport = MailTransportKind.outbox
@@ -159,6 +163,9 @@ public struct Configuration: Sendable {
         } catch {
             throw fail("mail_from", error.reason)
         }
+        if signup == "domains" && signupDomains.isEmpty {
+            throw fail("signup_domains", "must list at least one domain when signup is domains")
+        }
         if mailRetryMaxDelay < mailRetryMinDelay {
             throw fail("mail_retry_max_delay", "must not be shorter than mail_retry_min_delay")
         }
@@ -188,7 +195,8 @@ public struct Configuration: Sendable {
             ("socket", socket), ("socket_mode", "0" + String(socketMode, radix: 8)), ("database", database),
             ("key_file", effectiveKeyFile), ("callback_url", callbackURL),
             ("allowed_redirect_origins", "[" + allowedRedirectOrigins.joined(separator: ", ") + "]"),
-            ("flow_binding", flowBinding.rawValue),
+            ("flow_binding", flowBinding.rawValue), ("signup", signup),
+            ("signup_domains", "[" + signupDomains.joined(separator: ", ") + "]"),
             ("app_name", appName), ("mail_from", mailFrom), ("mail_transport", mailTransport.rawValue),
             ("outbox_dir", outboxDir), ("smtp_host", smtpHost ?? ""),
             ("smtp_port", smtpPort.map(String.init) ?? "(by smtp_tls)"), ("smtp_tls", smtpTLS.rawValue),
@@ -237,6 +245,11 @@ public struct Configuration: Sendable {
         policy.messageIDDomain = fromMailbox.domain
         policy.mailQueueLimit = mailQueueMax
         policy.flowBinding = flowBinding
+        switch signup {
+        case "domains": policy.signup = .domains(signupDomains)
+        case "existing": policy.signup = .existing
+        default: policy.signup = .open
+        }
         return policy
     }
 }
@@ -283,6 +296,21 @@ extension Configuration {
                 throw SettingError(reason: "must be one of \(FlowBinding.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             c.flowBinding = binding
+        },
+        Setting("signup") { c, v throws(SettingError) in
+            guard ["open", "domains", "existing"].contains(v) else { throw SettingError(reason: "must be one of open, domains, existing") }
+            c.signup = v
+        },
+        Setting("signup_domains", list: true) { c, v throws(SettingError) in
+            var domains: [String] = []
+            for item in v.split(separator: ",").map({ String($0).trimmingWhitespace() }) where !item.isEmpty {
+                // The same normalization as addresses get (lower case, IDNA).
+                guard let parsed = try? EmailAddress(parsing: "x@" + item) else {
+                    throw SettingError(reason: "\"\(item)\" is not a domain mail can be sent to")
+                }
+                domains.append(parsed.domain)
+            }
+            c.signupDomains = domains
         },
         Setting("app_name") { c, v throws(SettingError) in c.appName = try nonEmpty(v, max: 100) },
         Setting("mail_from") { c, v throws(SettingError) in c.mailFrom = try nonEmpty(v, max: 320) },

@@ -95,8 +95,12 @@ final class Dispatcher: Sendable {
                                      locale: locale, send: send)
             do {
                 let result = try await blocking { try self.authenticator.start(start) }
-                logger.info("login requested", metadata: ["event": "start", "email": "\(result.maskedEmail)", "message_id": "\(result.messageID)"])
-                mailWakeup.signal()
+                if result.mailed {
+                    logger.info("login requested", metadata: ["event": "start", "email": "\(result.maskedEmail)", "message_id": "\(result.messageID)"])
+                    mailWakeup.signal()
+                } else {
+                    logger.info("login refused by the signup policy; answered as usual, no mail", metadata: ["event": "start_refused", "reason": "signup_policy", "email": "\(result.maskedEmail)"])
+                }
                 return ["expires_at": .integer(result.expiresAt), "flow": .string(result.flow)]
             } catch let error as AuthError {
                 if case .rateLimited(let retry) = error {

@@ -194,6 +194,20 @@ struct Retry: ParsableCommand {
     }
 }
 
+struct AddUser: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "add-user", abstract: "Create the user of an address before its first login (for signup: existing).")
+    @OptionGroup var admin: AdminOptions
+    @Argument(help: "The email address.") var email: String
+
+    func run() throws {
+        let result = try admin.call("admin_create_user", ["email": .string(email)])
+        guard !admin.json else { return }
+        let user = result["user"]?.objectValue ?? [:]
+        let created = result["created"] == .bool(true)
+        say("\(created ? "created" : "exists already"): \(user["email"]?.stringValue ?? "?") \(user["id"]?.stringValue ?? "?")")
+    }
+}
+
 struct Purge: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Delete expired sessions, tokens, rate-limit events and old mail now.")
     @OptionGroup var admin: AdminOptions

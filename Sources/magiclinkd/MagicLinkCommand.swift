@@ -17,7 +17,7 @@ struct MagicLinkCommand: AsyncParsableCommand {
             file (--config or MAGICLINKD_CONFIG) and MAGICLINKD_* environment variables, which win.
             """,
         version: "magiclinkd \(MagicLinkVersion.string)",
-        subcommands: [Serve.self, CheckConfig.self, Status.self, Sessions.self, Revoke.self, DeadLetters.self, Retry.self, Purge.self],
+        subcommands: [Serve.self, CheckConfig.self, Status.self, Sessions.self, Revoke.self, DeadLetters.self, Retry.self, Purge.self, AddUser.self],
         defaultSubcommand: Serve.self)
 }
 

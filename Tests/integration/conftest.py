@@ -66,6 +66,7 @@ ERROR_RETRYABLE = {
 ALL_OPS = [
     "hello", "start", "callback", "verify_code", "peek", "session", "logout", "logout_all",
     "admin_status", "admin_sessions", "admin_revoke", "admin_dead_letters", "admin_retry", "admin_purge",
+    "admin_create_user",
 ]
 
 DEFAULT_CALLBACK_URL = "https://app.example.com/auth/callback"

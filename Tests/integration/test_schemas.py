@@ -22,7 +22,8 @@ SCHEMAS = ROOT / "Protocol" / "schemas"
 VECTORS = ROOT / "Protocol" / "vectors"
 BASE = "https://magiclinkd.invalid/protocol/v1/"
 APP_OPS = ["hello", "start", "callback", "verify_code", "peek", "session", "logout", "logout_all"]
-ADMIN_OPS = ["admin_status", "admin_sessions", "admin_revoke", "admin_dead_letters", "admin_retry", "admin_purge"]
+ADMIN_OPS = ["admin_status", "admin_sessions", "admin_revoke", "admin_dead_letters", "admin_retry", "admin_purge",
+             "admin_create_user"]
 OPS = APP_OPS + ADMIN_OPS
 ERROR_CODES = [
     "invalid_request", "unknown_op", "request_too_large", "invalid_email", "redirect_not_allowed",
@@ -369,6 +370,7 @@ GOOD_RESULTS = {
     ]},
     "admin_retry": {"retried": False, "reason": "link_expired"},
     "admin_purge": {"removed": 12},
+    "admin_create_user": {"user": USER, "created": True},
 }
 
 GOOD_ERRORS = {
