@@ -9,7 +9,7 @@ public protocol AuthStore: Sendable {
 public protocol AuthReadTransaction {
     func token(hash: [UInt8]) throws -> LoginTokenRecord?
     func token(flowHash: [UInt8]) throws -> LoginTokenRecord?
-    func user(emailKey: String) throws -> UserRecord?
+    func user(appID: String, emailKey: String) throws -> UserRecord?
     func session(hash: [UInt8]) throws -> (SessionRecord, UserRecord)?
     /// Times (ascending) of rate-limit events under `key` at or after `since`.
     func rateEventTimes(key: String, since: Int64) throws -> [Int64]
@@ -19,8 +19,8 @@ public protocol AuthReadTransaction {
 
 public protocol AuthTransaction: AuthReadTransaction {
     func recordRateEvent(key: String, at: Int64) throws
-    /// Marks every unused, unsuperseded token of the address as superseded.
-    func supersedeTokens(emailKey: String, at: Int64) throws
+    /// Marks every unused, unsuperseded token of the address in the app as superseded.
+    func supersedeTokens(appID: String, emailKey: String, at: Int64) throws
     func insertToken(_ token: LoginTokenRecord) throws
     /// Returns false when the token was already used (or does not exist).
     func markTokenUsed(hash: [UInt8], at: Int64) throws -> Bool
@@ -32,9 +32,9 @@ public protocol AuthTransaction: AuthReadTransaction {
     func insertUser(_ user: UserRecord) throws
     func insertSession(_ session: SessionRecord) throws
     func touchSession(hash: [UInt8], idleExpiresAt: Int64, touchedAt: Int64) throws
-    func deleteSession(hash: [UInt8]) throws
-    /// Deletes all sessions of the user; returns those of them that were live at `now`.
-    func deleteSessions(userID: String, liveAt now: Int64) throws -> Int
+    func deleteSession(appID: String, hash: [UInt8]) throws
+    /// Deletes all sessions of the app's user; returns those of them that were live at `now`.
+    func deleteSessions(appID: String, userID: String, liveAt now: Int64) throws -> Int
 }
 
 /// Marks store failures that may go away by themselves (database busy or locked, disk full):

@@ -45,6 +45,10 @@ public enum SignupPolicy: Sendable, Equatable {
 public struct AuthPolicy: Sendable {
     /// Wrong codes a flow survives; the next wrong one kills its code.
     public static let codeAttempts = 3
+    /// The app of a single-app configuration (and of everything stored before apps existed).
+    public static let defaultAppID = "default"
+    /// Which app this policy is for: users, tokens, sessions and limits are its own.
+    public var appID = AuthPolicy.defaultAppID
     public var flowBinding = FlowBinding.confirm
     public var signup = SignupPolicy.open
     public var callbackURL: String
@@ -211,9 +215,10 @@ public struct Authenticator: Sendable {
         let sealed = try sealer.seal(MailSecrets(token: token.text, code: code, send: request.send).payload, messageID: messageID)
         let expiresAt = now + policy.tokenTTL
 
-        let addressKey = "email:" + email.matchKey
-        var limits: [(key: String, limit: RateLimit)] = [(addressKey, policy.startPerAddress), ("global", policy.globalSendBudget)]
-        if let ipKey { limits.append(("ip:" + ipKey, policy.startPerIP)) }
+        let app = policy.appID + "|"
+        let addressKey = app + "email:" + email.matchKey
+        var limits: [(key: String, limit: RateLimit)] = [(addressKey, policy.startPerAddress), (app + "global", policy.globalSendBudget)]
+        if let ipKey { limits.append((app + "ip:" + ipKey, policy.startPerIP)) }
 
         let mailed: Bool = try store.write { tx in
             var retryAfter: Int64 = 0
@@ -231,7 +236,7 @@ public struct Authenticator: Sendable {
             if retryAfter > 0 { throw AuthError.rateLimited(retryAfterSeconds: max(1, retryAfter)) }
             if try tx.pendingMailCount() >= policy.mailQueueLimit { throw AuthError.mailQueueFull }
 
-            let isExistingUser = try tx.user(emailKey: email.matchKey) != nil
+            let isExistingUser = try tx.user(appID: policy.appID, emailKey: email.matchKey) != nil
             guard policy.signup.allows(email, isExistingUser: isExistingUser) else {
                 // Refused by the signup policy: the same reply, limits and work as an accepted
                 // request, minus the mail. The flow and code lead nowhere (no token is mailed,
@@ -240,19 +245,19 @@ public struct Authenticator: Sendable {
                     hash: Secret.generate(using: random).hash, email: email.address, emailKey: email.matchKey,
                     redirect: redirect, createdAt: now, expiresAt: expiresAt, ip: request.ip,
                     userAgent: request.userAgent.map(Self.clipUserAgent), flowHash: flow.hash,
-                    codeHash: request.send.sendsCode ? Secret.generate(using: random).hash : nil))
+                    codeHash: request.send.sendsCode ? Secret.generate(using: random).hash : nil, appID: policy.appID))
                 for (key, _) in limits { try tx.recordRateEvent(key: key, at: now) }
                 return false
             }
-            try tx.supersedeTokens(emailKey: email.matchKey, at: now)
+            try tx.supersedeTokens(appID: policy.appID, emailKey: email.matchKey, at: now)
             try tx.insertToken(LoginTokenRecord(
                 hash: token.hash, email: email.address, emailKey: email.matchKey, redirect: redirect,
                 createdAt: now, expiresAt: expiresAt, ip: request.ip,
                 userAgent: request.userAgent.map(Self.clipUserAgent), flowHash: flow.hash,
-                codeHash: code.map { Self.codeHash(flow: flow.text, code: $0) }))
+                codeHash: code.map { Self.codeHash(flow: flow.text, code: $0) }, appID: policy.appID))
             try tx.enqueueMail(QueuedMail(
                 messageID: messageID, kind: .login, recipient: email.address, sealedToken: sealed,
-                createdAt: now, expiresAt: expiresAt, locale: request.locale))
+                createdAt: now, expiresAt: expiresAt, locale: request.locale, appID: policy.appID))
             for (key, _) in limits { try tx.recordRateEvent(key: key, at: now) }
             return true
         }
@@ -278,7 +283,7 @@ public struct Authenticator: Sendable {
         let newUserID = Self.uuid(random.bytes(16))
 
         return try store.write { tx in
-            guard let record = try tx.token(hash: tokenHash) else { throw AuthError.invalidToken(.unknown) }
+            guard let record = try tx.token(hash: tokenHash), record.appID == policy.appID else { throw AuthError.invalidToken(.unknown) }
             if let rejection = Self.rejection(of: record, at: now) { throw AuthError.invalidToken(rejection) }
             // Tokens from before flows existed have no flow to match.
             if let expected = record.flowHash, flowHash != expected {
@@ -317,7 +322,7 @@ public struct Authenticator: Sendable {
         enum Outcome { case login(LoginResult), wrong(attemptsLeft: Int) }
         // A wrong code is counted in a committed transaction, so the error is thrown after it.
         let outcome: Outcome = try store.write { tx in
-            guard let record = try tx.token(flowHash: flowHash) else { throw AuthError.invalidToken(.unknown) }
+            guard let record = try tx.token(flowHash: flowHash), record.appID == policy.appID else { throw AuthError.invalidToken(.unknown) }
             if let rejection = Self.rejection(of: record, at: now) { throw AuthError.invalidToken(rejection) }
             guard let expected = record.codeHash, record.codeFailures < AuthPolicy.codeAttempts else {
                 return .wrong(attemptsLeft: 0)
@@ -345,7 +350,7 @@ public struct Authenticator: Sendable {
         let flowHash = flow.flatMap { Secret.isWellFormed($0) ? Secret.hash(of: $0) : nil }
         let now = time.now()
         return try store.write { tx in
-            guard let record = try tx.token(hash: tokenHash) else { return unknown }
+            guard let record = try tx.token(hash: tokenHash), record.appID == policy.appID else { return unknown }
             try tx.recordPeek(hash: tokenHash)
             let rejection = Self.rejection(of: record, at: now)
             return PeekResult(valid: rejection == nil, reason: rejection,
@@ -360,10 +365,10 @@ public struct Authenticator: Sendable {
         guard try tx.markTokenUsed(hash: record.hash, at: now) else { throw AuthError.invalidToken(.used) }
         var createdUser = false
         let user: UserRecord
-        if let existing = try tx.user(emailKey: record.emailKey) {
+        if let existing = try tx.user(appID: policy.appID, emailKey: record.emailKey) {
             user = existing
         } else {
-            user = UserRecord(id: newUserID, email: record.email, emailKey: record.emailKey, createdAt: now)
+            user = UserRecord(id: newUserID, email: record.email, emailKey: record.emailKey, createdAt: now, appID: policy.appID)
             try tx.insertUser(user)
             createdUser = true
         }
@@ -396,7 +401,7 @@ public struct Authenticator: Sendable {
         guard Secret.isWellFormed(text) else { throw AuthError.invalidSession }
         let hash = Secret.hash(of: text)
         let now = time.now()
-        guard let (record, user) = try store.read({ try $0.session(hash: hash) }), record.isLive(at: now) else {
+        guard let (record, user) = try store.read({ try $0.session(hash: hash) }), user.appID == policy.appID, record.isLive(at: now) else {
             throw AuthError.invalidSession
         }
         var idleExpiresAt = record.idleExpiresAt
@@ -422,10 +427,10 @@ public struct Authenticator: Sendable {
         let now = time.now()
         let newID = Self.uuid(random.bytes(16))
         return try store.write { tx in
-            if let existing = try tx.user(emailKey: email.matchKey) {
+            if let existing = try tx.user(appID: policy.appID, emailKey: email.matchKey) {
                 return (UserInfo(id: existing.id, email: existing.email), false)
             }
-            try tx.insertUser(UserRecord(id: newID, email: email.address, emailKey: email.matchKey, createdAt: now))
+            try tx.insertUser(UserRecord(id: newID, email: email.address, emailKey: email.matchKey, createdAt: now, appID: policy.appID))
             return (UserInfo(id: newID, email: email.address), true)
         }
     }
@@ -436,13 +441,13 @@ public struct Authenticator: Sendable {
     public func logout(_ text: String) throws {
         guard Secret.isWellFormed(text) else { return }
         let hash = Secret.hash(of: text)
-        try store.write { try $0.deleteSession(hash: hash) }
+        try store.write { try $0.deleteSession(appID: policy.appID, hash: hash) }
     }
 
     /// Ends every session of a user; returns how many were live.
     public func logoutAll(userID: String) throws -> Int {
         let now = time.now()
-        return try store.write { try $0.deleteSessions(userID: userID, liveAt: now) }
+        return try store.write { try $0.deleteSessions(appID: policy.appID, userID: userID, liveAt: now) }
     }
 
     // MARK: helpers

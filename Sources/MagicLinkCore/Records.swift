@@ -1,6 +1,8 @@
 /// What the store keeps about a login token. `hash` is SHA-256 of the token text.
 public struct LoginTokenRecord: Sendable, Equatable {
     public var hash: [UInt8]
+    /// The app whose `start` made it; it works only there.
+    public var appID: String
     public var email: String
     public var emailKey: String
     public var redirect: String
@@ -23,7 +25,8 @@ public struct LoginTokenRecord: Sendable, Equatable {
     public init(hash: [UInt8], email: String, emailKey: String, redirect: String, createdAt: Int64,
                 expiresAt: Int64, usedAt: Int64? = nil, supersededAt: Int64? = nil,
                 ip: String? = nil, userAgent: String? = nil, flowHash: [UInt8]? = nil, codeHash: [UInt8]? = nil,
-                codeFailures: Int = 0, peeks: Int = 0) {
+                codeFailures: Int = 0, peeks: Int = 0, appID: String = AuthPolicy.defaultAppID) {
+        self.appID = appID
         self.flowHash = flowHash
         self.codeHash = codeHash
         self.codeFailures = codeFailures
@@ -47,6 +50,8 @@ public struct QueuedMail: Sendable, Equatable {
 
     public var messageID: String
     public var kind: Kind
+    /// Whose templates, sender and callback URL the message uses.
+    public var appID: String
     public var recipient: String
     public var sealedToken: [UInt8]
     public var createdAt: Int64
@@ -57,7 +62,9 @@ public struct QueuedMail: Sendable, Equatable {
     public var locale: String?
 
     public init(messageID: String, kind: Kind, recipient: String, sealedToken: [UInt8],
-                createdAt: Int64, expiresAt: Int64, attempts: Int = 0, locale: String? = nil) {
+                createdAt: Int64, expiresAt: Int64, attempts: Int = 0, locale: String? = nil,
+                appID: String = AuthPolicy.defaultAppID) {
+        self.appID = appID
         self.messageID = messageID
         self.kind = kind
         self.recipient = recipient
@@ -71,11 +78,14 @@ public struct QueuedMail: Sendable, Equatable {
 
 public struct UserRecord: Sendable, Equatable {
     public var id: String
+    /// Users belong to one app: the same address in two apps is two users.
+    public var appID: String
     public var email: String
     public var emailKey: String
     public var createdAt: Int64
 
-    public init(id: String, email: String, emailKey: String, createdAt: Int64) {
+    public init(id: String, email: String, emailKey: String, createdAt: Int64, appID: String = AuthPolicy.defaultAppID) {
+        self.appID = appID
         self.id = id
         self.email = email
         self.emailKey = emailKey

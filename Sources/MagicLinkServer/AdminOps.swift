@@ -12,7 +12,7 @@ struct AdminOps: Sendable {
                       "admin_create_user"]
 
     let store: SQLiteStore
-    let authenticator: Authenticator
+    let apps: AppDirectory
     let blockingPool: NIOThreadPool
     let adminUIDs: [UInt32]
     let adminGIDs: [UInt32]
@@ -55,7 +55,9 @@ struct AdminOps: Sendable {
                 }
                 return email.matchKey
             }
-            let sessions = try await blocking { try self.store.liveSessions(userID: userID, emailKey: emailKey, now: now) }
+            // An address names a user per app; a user id names one user whatever the app.
+            let appID = emailKey == nil ? nil : try apps.resolve(params).policy.appID
+            let sessions = try await blocking { try self.store.liveSessions(userID: userID, appID: appID, emailKey: emailKey, now: now) }
             return ["sessions": .array(sessions.map { listing in
                 var entry: JSONObject = [
                     "handle": .string(listing.handle),
@@ -88,7 +90,8 @@ struct AdminOps: Sendable {
                 }
             }
             let userID = try params.requiredString("user_id")
-            let revoked = try await blocking { try self.authenticator.logoutAll(userID: userID) }
+            let authenticator = try apps.resolve(params)
+            let revoked = try await blocking { try authenticator.logoutAll(userID: userID) }
             logger.notice("all sessions of a user revoked by an administrator", metadata: ["event": "admin_revoke", "user_id": "\(userID)", "revoked": "\(revoked)", "peer_uid": "\(peer.uid)"])
             return ["revoked": .integer(Int64(revoked))]
 
@@ -132,7 +135,8 @@ struct AdminOps: Sendable {
 
         case "admin_create_user":
             let email = try params.requiredString("email")
-            let (user, created) = try await blocking { try self.authenticator.createUser(email: email) }
+            let authenticator = try apps.resolve(params)
+            let (user, created) = try await blocking { try authenticator.createUser(email: email) }
             if created {
                 logger.notice("user created by an administrator", metadata: ["event": "admin_create_user", "user_id": "\(user.id)", "peer_uid": "\(peer.uid)"])
             }

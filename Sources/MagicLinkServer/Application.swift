@@ -84,7 +84,8 @@ public func buildApplication(configuration: Configuration, logger: Logger,
     guard let sealer = TokenSealer(keyBytes: keyBytes) else {
         throw KeyFileError(path: configuration.effectiveKeyFile, problem: "is not a valid key")
     }
-    let policy = try configuration.authPolicy()
+    let appConfigurations = configuration.appConfigurations
+    let policies = try appConfigurations.map { (id: $0.id, policy: try $0.settings.authPolicy()) }
 
     let blockingPool = NIOThreadPool(numberOfThreads: 4)
     blockingPool.start()
@@ -98,18 +99,22 @@ public func buildApplication(configuration: Configuration, logger: Logger,
     }
 
     let wakeup = MailWakeup()
-    let authenticator = Authenticator(policy: policy, store: store, sealer: sealer, time: time, random: random)
-    let rateWindow = max(configuration.rateLimitIPWindow, configuration.rateLimitEmailWindow, configuration.rateLimitGlobalWindow)
-    let admin = AdminOps(store: store, authenticator: authenticator, blockingPool: blockingPool,
+    let apps = AppDirectory(policies.map { (id: $0.id, authenticator: Authenticator(policy: $0.policy, store: store, sealer: sealer, time: time, random: random)) })
+    let rateWindow = appConfigurations.map { max($0.settings.rateLimitIPWindow, $0.settings.rateLimitEmailWindow, $0.settings.rateLimitGlobalWindow) }.max() ?? 3_600
+    let admin = AdminOps(store: store, apps: apps, blockingPool: blockingPool,
                          adminUIDs: configuration.adminUIDs, adminGIDs: configuration.adminGIDs,
                          startedAt: time.now(), rateWindow: rateWindow, mailWakeup: wakeup, time: time, logger: logger)
-    let dispatcher = Dispatcher(authenticator: authenticator, blockingPool: blockingPool,
+    let dispatcher = Dispatcher(apps: apps, blockingPool: blockingPool,
                                 maxLineBytes: configuration.maxLineBytes, logger: logger, mailWakeup: wakeup, admin: admin)
     let server = SocketServer(listener: listener, dispatcher: dispatcher,
                               group: MultiThreadedEventLoopGroup.singleton, logger: logger)
-    let templates = NIOLockedValueBox(try configuration.templateCatalog())
-    let composer = MailComposer(sealer: sealer, policy: policy, from: configuration.fromMailbox, appName: configuration.appName,
-                                templates: templates)
+    var appMail: [String: MailComposer.AppMail] = [:]
+    for (app, policy) in zip(appConfigurations, policies) {
+        appMail[app.id] = MailComposer.AppMail(policy: policy.policy, from: app.settings.fromMailbox, appName: app.settings.appName,
+                                               templates: NIOLockedValueBox(try app.settings.templateCatalog()))
+    }
+    let templates = appMail.mapValues(\.templates)
+    let composer = MailComposer(sealer: sealer, apps: appMail)
     let mail = MailDeliveryService(store: store, transport: transport, composer: composer,
                                    blockingPool: blockingPool, wakeup: wakeup, logger: logger, time: time,
                                    retryDelays: configuration.mailRetryMinDelay...configuration.mailRetryMaxDelay)

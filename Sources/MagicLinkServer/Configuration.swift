@@ -64,6 +64,28 @@ public struct Configuration: Sendable {
     /// Keys set explicitly (by file or environment), so start-up can say which values are defaults.
     public private(set) var explicitKeys: Set<String> = []
 
+    /// The id of the app when only one is configured (top-level keys, no `apps:`).
+    public var appID = AuthPolicy.defaultAppID
+    /// Several apps on one daemon (`apps:` in the file): each is this configuration with its own
+    /// keys on top. Empty: one app, configured by the top-level keys and MAGICLINKD_* variables.
+    public private(set) var apps: [AppConfiguration] = []
+    /// `apps:` entries as read from the file, applied once the environment is in (top-level values
+    /// are every app's defaults, whichever source set them).
+    private var pendingApps: [(id: String, values: [(Setting, String)], source: String)] = []
+
+    /// Keys an entry of `apps:` may set; the rest (socket, database, mail transport…) are the daemon's.
+    static let perAppKeys: Set<String> = [
+        "app_name", "callback_url", "allowed_redirect_origins", "mail_from", "templates_dir", "token_ttl", "session_ttl",
+        "session_idle_ttl", "session_touch_interval", "flow_binding", "signup", "signup_domains", "rate_limit_ip_max",
+        "rate_limit_ip_window", "rate_limit_email_max", "rate_limit_email_window", "rate_limit_email_cooldown",
+        "rate_limit_global_max", "rate_limit_global_window", "rate_limit_failures_max", "rate_limit_failures_window",
+    ]
+
+    /// Every app the daemon serves, in configuration order (one when `apps:` is not used).
+    public var appConfigurations: [AppConfiguration] {
+        apps.isEmpty ? [AppConfiguration(id: appID, settings: self)] : apps
+    }
+
     public init() {}
 
     public var effectiveKeyFile: String { keyFile ?? database + ".key" }
@@ -87,18 +109,53 @@ public struct Configuration: Sendable {
             try configuration.apply(yaml: text, file: file)
         }
         configuration.credentialsDirectory = environment["CREDENTIALS_DIRECTORY"]
+        if let id = environment["MAGICLINKD_APP_ID"] {
+            guard isValidAppID(id) else { throw ConfigurationError(key: "app_id", source: "MAGICLINKD_APP_ID", message: appIDRule) }
+            configuration.appID = id
+            configuration.explicitKeys.insert("app_id")
+        }
         for setting in settings {
             if let value = environment[environmentName(of: setting.key)] {
                 try configuration.set(setting, to: value, source: environmentName(of: setting.key))
             }
         }
-        if crossChecks { try configuration.validate() }
+        try configuration.resolveApps()
+        if crossChecks {
+            try configuration.validate()
+            for app in configuration.apps {
+                do {
+                    try app.settings.validate()
+                } catch {
+                    throw ConfigurationError(key: error.key.map { "apps[\(app.id)].\($0)" }, source: error.source, message: error.message)
+                }
+            }
+        }
         return configuration
+    }
+
+    /// Builds `apps` from the `apps:` entries, each on top of the top-level values.
+    private mutating func resolveApps() throws(ConfigurationError) {
+        var resolved: [AppConfiguration] = []
+        for pending in pendingApps {
+            var settings = self
+            settings.pendingApps = []
+            settings.apps = []
+            settings.appID = pending.id
+            for (setting, text) in pending.values {
+                do {
+                    try setting.apply(&settings, text.trimmingWhitespace())
+                } catch {
+                    throw ConfigurationError(key: "apps[\(pending.id)].\(setting.key)", source: pending.source, message: "\(error.reason) (got \"\(text)\")")
+                }
+            }
+            resolved.append(AppConfiguration(id: pending.id, settings: settings))
+        }
+        apps = resolved
     }
 
     /// MAGICLINKD_* variables that name no setting (typos, most likely).
     public static func unknownEnvironmentNames(_ environment: [String: String]) -> [String] {
-        let known = Set(settings.map { environmentName(of: $0.key) } + ["MAGICLINKD_CONFIG", "MAGICLINKD_BIN"])
+        let known = Set(settings.map { environmentName(of: $0.key) } + ["MAGICLINKD_CONFIG", "MAGICLINKD_BIN", "MAGICLINKD_APP_ID"])
         return environment.keys.filter { $0.hasPrefix("MAGICLINKD_") && !known.contains($0) }.sorted()
     }
 
@@ -116,6 +173,18 @@ public struct Configuration: Sendable {
         for (keyNode, valueNode) in mapping {
             guard let key = keyNode.string else {
                 throw ConfigurationError(key: nil, source: file, message: "keys must be strings")
+            }
+            if key == "app_id" {
+                guard let id = valueNode.scalar?.string, Self.isValidAppID(id) else {
+                    throw ConfigurationError(key: key, source: file, message: Self.appIDRule)
+                }
+                appID = id
+                explicitKeys.insert(key)
+                continue
+            }
+            if key == "apps" {
+                try readApps(valueNode, file: file)
+                continue
             }
             guard let setting = Self.settings.first(where: { $0.key == key }) else {
                 throw ConfigurationError(key: key, source: file, message: "unknown key \"\(key)\" (known keys: \(Self.settings.map(\.key).joined(separator: ", ")))")
@@ -136,6 +205,57 @@ public struct Configuration: Sendable {
                 throw ConfigurationError(key: key, source: file, message: "must be a single value")
             }
             try set(setting, to: text, source: file)
+        }
+    }
+
+    static let appIDRule = "an app id is 1 to 32 characters: lower-case letters, digits and hyphens"
+
+    static func isValidAppID(_ id: String) -> Bool {
+        (1...32).contains(id.utf8.count) && id.utf8.allSatisfy { (97...122).contains($0) || (48...57).contains($0) || $0 == 45 }
+    }
+
+    /// `apps:` is a list of mappings, each with an `id` and per-app keys.
+    private mutating func readApps(_ node: Node, file: String) throws(ConfigurationError) {
+        guard let sequence = node.sequence, !sequence.isEmpty else {
+            throw ConfigurationError(key: "apps", source: file, message: "must be a list of apps, each a mapping with an id")
+        }
+        var seen: Set<String> = []
+        for item in sequence {
+            guard let mapping = item.mapping else {
+                throw ConfigurationError(key: "apps", source: file, message: "each app must be a mapping (id: …, callback_url: …)")
+            }
+            var id: String?
+            var values: [(Setting, String)] = []
+            for (keyNode, valueNode) in mapping {
+                guard var key = keyNode.string else { throw ConfigurationError(key: "apps", source: file, message: "keys must be strings") }
+                if key == "id" {
+                    guard let text = valueNode.scalar?.string, Self.isValidAppID(text) else {
+                        throw ConfigurationError(key: "apps", source: file, message: Self.appIDRule)
+                    }
+                    id = text
+                    continue
+                }
+                if key == "name" { key = "app_name" }
+                guard Self.perAppKeys.contains(key), let setting = Self.settings.first(where: { $0.key == key }) else {
+                    throw ConfigurationError(key: "apps", source: file,
+                                             message: "\"\(key)\" cannot be set per app (per-app keys: id, name, \(Self.perAppKeys.sorted().joined(separator: ", ")))")
+                }
+                if let scalar = valueNode.scalar {
+                    values.append((setting, scalar.string))
+                } else if let list = valueNode.sequence, setting.acceptsList {
+                    var items: [String] = []
+                    for element in list {
+                        guard let text = element.scalar?.string else { throw ConfigurationError(key: "apps", source: file, message: "list items must be strings") }
+                        items.append(text)
+                    }
+                    values.append((setting, items.joined(separator: ",")))
+                } else {
+                    throw ConfigurationError(key: "apps", source: file, message: "\(key) must be a single value")
+                }
+            }
+            guard let id else { throw ConfigurationError(key: "apps", source: file, message: "every app needs an id") }
+            guard seen.insert(id).inserted else { throw ConfigurationError(key: "apps", source: file, message: "the app id \"\(id)\" is used twice") }
+            pendingApps.append((id, values, file))
         }
     }
 
@@ -191,7 +311,7 @@ public struct Configuration: Sendable {
     /// Every setting with its effective value, in reference order (no secrets: only the
     /// password file's path).
     public var effectiveSettings: [(key: String, value: String)] {
-        [
+        [("app_id", apps.isEmpty ? appID : "(apps: " + apps.map(\.id).joined(separator: ", ") + ")"),
             ("socket", socket), ("socket_mode", "0" + String(socketMode, radix: 8)), ("database", database),
             ("key_file", effectiveKeyFile), ("callback_url", callbackURL),
             ("allowed_redirect_origins", "[" + allowedRedirectOrigins.joined(separator: ", ") + "]"),
@@ -245,6 +365,7 @@ public struct Configuration: Sendable {
         policy.messageIDDomain = fromMailbox.domain
         policy.mailQueueLimit = mailQueueMax
         policy.flowBinding = flowBinding
+        policy.appID = appID
         switch signup {
         case "domains": policy.signup = .domains(signupDomains)
         case "existing": policy.signup = .existing
@@ -454,4 +575,11 @@ extension String {
         let end = scalars.lastIndex(where: { !$0.properties.isWhitespace })!
         return String(scalars[start...end])
     }
+}
+
+/// One app of a daemon that serves several: its id (what requests name in `params.app`) and its
+/// settings (the top-level ones with the app's own on top).
+public struct AppConfiguration: Sendable {
+    public let id: String
+    public let settings: Configuration
 }

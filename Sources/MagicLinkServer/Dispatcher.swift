@@ -11,7 +11,7 @@ final class Dispatcher: Sendable {
     static let ops = ["hello", "start", "callback", "verify_code", "peek", "session", "logout", "logout_all"] + AdminOps.ops
     static let knownOps = Set(ops)
 
-    let authenticator: Authenticator
+    let apps: AppDirectory
     let blockingPool: NIOThreadPool
     let maxLineBytes: Int
     let logger: Logger
@@ -19,10 +19,10 @@ final class Dispatcher: Sendable {
     /// Nil in tests that exercise only the app ops.
     let admin: AdminOps?
 
-    init(authenticator: Authenticator, blockingPool: NIOThreadPool, maxLineBytes: Int, logger: Logger, mailWakeup: MailWakeup,
+    init(apps: AppDirectory, blockingPool: NIOThreadPool, maxLineBytes: Int, logger: Logger, mailWakeup: MailWakeup,
          admin: AdminOps? = nil) {
         self.admin = admin
-        self.authenticator = authenticator
+        self.apps = apps
         self.blockingPool = blockingPool
         self.maxLineBytes = maxLineBytes
         self.logger = logger
@@ -63,16 +63,19 @@ final class Dispatcher: Sendable {
         if request.op.hasPrefix("admin_"), let admin {
             return try await admin.perform(request.op, params, peer: peer)
         }
-        switch request.op {
-        case "hello":
+        if request.op == "hello" {
             return [
                 "server": "magiclinkd",
                 "version": .string(MagicLinkVersion.string),
                 "protocol": 1,
                 "ops": .array(Self.ops.map { .string($0) }),
                 "max_line_bytes": .integer(Int64(maxLineBytes)),
+                "apps": .array(apps.ids.map { .string($0) }),
             ]
-
+        }
+        // Every other op works on one app's users, links and sessions.
+        let authenticator = try apps.resolve(params)
+        switch request.op {
         case "start":
             var locale: String?
             if let tag = try params.optionalString("locale") {
@@ -94,7 +97,7 @@ final class Dispatcher: Sendable {
                                      userAgent: try params.optionalString("user_agent"),
                                      locale: locale, send: send)
             do {
-                let result = try await blocking { try self.authenticator.start(start) }
+                let result = try await blocking { try authenticator.start(start) }
                 if result.mailed {
                     logger.info("login requested", metadata: ["event": "start", "email": "\(result.maskedEmail)", "message_id": "\(result.messageID)"])
                     mailWakeup.signal()
@@ -118,7 +121,7 @@ final class Dispatcher: Sendable {
             let ip = try params.optionalString("ip")
             let userAgent = try params.optionalString("user_agent")
             return try await login(via: "link") {
-                try self.authenticator.callback(token: token, flow: flow, confirm: confirm, ip: ip, userAgent: userAgent)
+                try authenticator.callback(token: token, flow: flow, confirm: confirm, ip: ip, userAgent: userAgent)
             }
 
         case "verify_code":
@@ -127,13 +130,13 @@ final class Dispatcher: Sendable {
             let ip = try params.optionalString("ip")
             let userAgent = try params.optionalString("user_agent")
             return try await login(via: "code") {
-                try self.authenticator.verifyCode(flow: flow, code: code, ip: ip, userAgent: userAgent)
+                try authenticator.verifyCode(flow: flow, code: code, ip: ip, userAgent: userAgent)
             }
 
         case "peek":
             let token = try params.requiredString("token")
             let flow = try params.optionalString("flow")
-            let peek = try await blocking { try self.authenticator.peek(token: token, flow: flow) }
+            let peek = try await blocking { try authenticator.peek(token: token, flow: flow) }
             var result: JSONObject = ["valid": .bool(peek.valid), "flow_matches": .bool(peek.flowMatches)]
             result["reason"] = peek.reason.map { .string($0.rawValue) }
             result["email_masked"] = peek.emailMasked.map(JSONValue.string)
@@ -143,7 +146,7 @@ final class Dispatcher: Sendable {
         case "session":
             let session = try params.requiredString("session")
             let ip = try params.optionalString("ip")
-            let info = try await blocking { try self.authenticator.session(session, ip: ip) }
+            let info = try await blocking { try authenticator.session(session, ip: ip) }
             return [
                 "user": .object(["id": .string(info.user.id), "email": .string(info.user.email)]),
                 "expires_at": .integer(info.expiresAt),
@@ -152,13 +155,13 @@ final class Dispatcher: Sendable {
 
         case "logout":
             let session = try params.requiredString("session")
-            try await blocking { try self.authenticator.logout(session) }
+            try await blocking { try authenticator.logout(session) }
             logger.info("logout", metadata: ["event": "logout", "session": "\(Secret.logHandle(of: session))"])
             return [:]
 
         case "logout_all":
             let userID = try params.requiredString("user_id")
-            let revoked = try await blocking { try self.authenticator.logoutAll(userID: userID) }
+            let revoked = try await blocking { try authenticator.logoutAll(userID: userID) }
             logger.info("logout of all sessions", metadata: ["event": "logout_all", "user_id": "\(userID)", "revoked": "\(revoked)"])
             return ["revoked": .integer(Int64(revoked))]
 

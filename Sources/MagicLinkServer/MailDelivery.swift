@@ -260,20 +260,31 @@ final class MailDeliveryService: Service, Sendable {
 /// Turns a queued message and its token into the message to send: link from configuration,
 /// words from the templates, headers from `MailMessage`.
 struct MailComposer: Sendable {
+    /// What one app's mail looks like: its link base, sender, name and templates.
+    struct AppMail: Sendable {
+        let policy: AuthPolicy
+        let from: Mailbox
+        let appName: String
+        /// Replaced as a whole on reload (SIGHUP).
+        let templates: NIOLockedValueBox<TemplateCatalog>
+    }
+
+    struct UnknownApp: Error, CustomStringConvertible {
+        let appID: String
+        var description: String { "the message belongs to the app \"\(appID)\", which is no longer configured" }
+    }
+
     let sealer: TokenSealer
-    let policy: AuthPolicy
-    let from: Mailbox
-    let appName: String
-    /// Replaced as a whole on reload (SIGHUP).
-    let templates: NIOLockedValueBox<TemplateCatalog>
+    let apps: [String: AppMail]
 
     func compose(_ mail: QueuedMail, secrets: MailSecrets, now: Int64) throws -> Delivery {
-        let link = secrets.send.sendsLink ? policy.link(for: secrets.token) : nil
-        let templates = self.templates.withLockedValue { $0 }
+        guard let app = apps[mail.appID] else { throw UnknownApp(appID: mail.appID) }
+        let link = secrets.send.sendsLink ? app.policy.link(for: secrets.token) : nil
+        let templates = app.templates.withLockedValue { $0 }
         // "Expires in N minutes" counts from now: a retried message tells the time really left.
-        let words = try templates.render(.login, locale: mail.locale, link: link, code: secrets.code, appName: appName,
+        let words = try templates.render(.login, locale: mail.locale, link: link, code: secrets.code, appName: app.appName,
                                          email: mail.recipient, expiresAt: mail.expiresAt, now: now)
-        let message = MailMessage(from: from, to: Mailbox(address: mail.recipient), subject: words.subject,
+        let message = MailMessage(from: app.from, to: Mailbox(address: mail.recipient), subject: words.subject,
                                   textBody: words.text, htmlBody: words.html, messageID: mail.messageID, date: now)
         return Delivery(message: message, link: link, code: secrets.code)
     }

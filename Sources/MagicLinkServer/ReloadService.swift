@@ -10,11 +10,12 @@ import UnixSignals
 /// configuration or template that does not load leaves everything as it was.
 final class ReloadService: Service, Sendable {
     let reloadConfiguration: (@Sendable () throws -> Configuration)?
-    let templates: NIOLockedValueBox<TemplateCatalog>
+    /// Each app's templates, by app id.
+    let templates: [String: NIOLockedValueBox<TemplateCatalog>]
     let notifier: SystemdNotifier
     let logger: Logger
 
-    init(reloadConfiguration: (@Sendable () throws -> Configuration)?, templates: NIOLockedValueBox<TemplateCatalog>,
+    init(reloadConfiguration: (@Sendable () throws -> Configuration)?, templates: [String: NIOLockedValueBox<TemplateCatalog>],
          notifier: SystemdNotifier, logger: Logger) {
         self.reloadConfiguration = reloadConfiguration
         self.templates = templates
@@ -41,11 +42,17 @@ final class ReloadService: Service, Sendable {
         defer { notifier.notify("READY=1\nSTATUS=Serving") }
         do {
             let configuration = try reloadConfiguration()
-            let catalog = try configuration.templateCatalog()
-            templates.withLockedValue { $0 = catalog }
+            // Load every app's templates first: one that does not load changes nothing anywhere.
+            var catalogs: [(NIOLockedValueBox<TemplateCatalog>, TemplateCatalog)] = []
+            for app in configuration.appConfigurations {
+                guard let box = templates[app.id] else { continue }  // a new app needs a restart
+                catalogs.append((box, try app.settings.templateCatalog()))
+            }
+            for (box, catalog) in catalogs { box.withLockedValue { $0 = catalog } }
             DaemonLogHandler.setLevel(configuration.logLevel)
+            let locales = Set(catalogs.flatMap { $0.1.locales }).sorted()
             logger.notice("configuration reloaded: templates and log level applied; other settings need a restart",
-                          metadata: ["event": "reload", "template_locales": "\(catalog.locales.joined(separator: ","))"])
+                          metadata: ["event": "reload", "template_locales": "\(locales.joined(separator: ","))"])
         } catch {
             logger.error("reload failed; keeping the running configuration", metadata: ["event": "reload_failed", "error": "\(error)"])
         }

@@ -2,6 +2,8 @@
 /// their names are recorded in `schema_migrations`. Never edit a shipped migration: add one.
 struct Migration {
     let name: String
+    /// Recreates a table that others reference: foreign keys must be off while it runs.
+    var rebuildsTables = false
     let sql: String
 }
 
@@ -79,6 +81,28 @@ enum Migrations {
             ALTER TABLE login_tokens ADD COLUMN peeks INTEGER NOT NULL DEFAULT 0;
             CREATE UNIQUE INDEX login_tokens_by_flow ON login_tokens(flow_hash) WHERE flow_hash IS NOT NULL;
             """),
+        // Several apps on one daemon: users, tokens and mail belong to an app (sessions through
+        // their user). An address is unique per app, so `users` is rebuilt (SQLite cannot drop
+        // a column's UNIQUE); the runner turns foreign keys off around it and checks them after.
+        Migration(name: "0004-apps", rebuildsTables: true, sql: """
+            CREATE TABLE users_new (
+                id         TEXT PRIMARY KEY,
+                app_id     TEXT NOT NULL DEFAULT 'default',
+                email      TEXT NOT NULL,
+                email_key  TEXT NOT NULL,
+                created_at INTEGER NOT NULL,
+                UNIQUE (app_id, email_key)
+            ) STRICT;
+            INSERT INTO users_new (id, app_id, email, email_key, created_at)
+                SELECT id, 'default', email, email_key, created_at FROM users;
+            DROP TABLE users;
+            ALTER TABLE users_new RENAME TO users;
+            ALTER TABLE login_tokens ADD COLUMN app_id TEXT NOT NULL DEFAULT 'default';
+            DROP INDEX login_tokens_unused_by_email;
+            CREATE INDEX login_tokens_unused_by_email ON login_tokens(app_id, email_key)
+                WHERE used_at IS NULL AND superseded_at IS NULL;
+            ALTER TABLE mail_queue ADD COLUMN app_id TEXT NOT NULL DEFAULT 'default';
+            """),
     ]
 
     /// Brings the database up to date. Refuses a database migrated by a newer magiclinkd.
@@ -96,9 +120,16 @@ enum Migrations {
         }
         var ran: [String] = []
         for migration in all where !applied.contains(migration.name) {
+            // Outside the transaction: SQLite ignores this PRAGMA inside one.
+            if migration.rebuildsTables { try connection.execute("PRAGMA foreign_keys = OFF") }
+            defer { if migration.rebuildsTables { _ = try? connection.execute("PRAGMA foreign_keys = ON") } }
             try connection.execute("BEGIN IMMEDIATE")
             do {
                 try connection.execute(migration.sql)
+                if migration.rebuildsTables {
+                    let broken = try connection.query("PRAGMA foreign_key_check") { $0.text(0) }
+                    if let table = broken.first { throw StoreError.migrationBrokeForeignKeys(table: table) }
+                }
                 try connection.run("INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)",
                                    [.text(migration.name), .integer(now)])
                 try connection.execute("COMMIT")

@@ -111,11 +111,12 @@ public final class SQLiteStore: AuthStore, @unchecked Sendable {
                     SELECT message_id FROM mail_queue
                     WHERE state = 'queued' AND next_attempt_at <= ?1
                     ORDER BY next_attempt_at LIMIT ?2)
-                RETURNING message_id, kind, recipient, sealed_token, created_at, expires_at, attempts, locale
+                RETURNING message_id, kind, recipient, sealed_token, created_at, expires_at, attempts, locale, app_id
                 """, [.integer(now), .integer(Int64(limit))]) { row in
                 QueuedMail(messageID: row.text(0), kind: QueuedMail.Kind(rawValue: row.text(1)) ?? .login,
                            recipient: row.text(2), sealedToken: row.blob(3), createdAt: row.int64(4),
-                           expiresAt: row.int64(5), attempts: Int(row.int64(6)), locale: row.optionalText(7))
+                           expiresAt: row.int64(5), attempts: Int(row.int64(6)), locale: row.optionalText(7),
+                           appID: row.text(8))
             }
         }
     }
@@ -214,16 +215,16 @@ public final class SQLiteStore: AuthStore, @unchecked Sendable {
     }
 
     /// Live sessions of one user (by id, or by address matched as `user_key`), newest first.
-    public func liveSessions(userID: String?, emailKey: String?, now: Int64, limit: Int = 1_000) throws -> [SessionListing] {
+    public func liveSessions(userID: String?, appID: String? = nil, emailKey: String?, now: Int64, limit: Int = 1_000) throws -> [SessionListing] {
         try readRaw { connection in
             try connection.query("""
                 SELECT s.id_hash, s.user_id, s.created_at, s.expires_at, s.idle_expires_at, s.touched_at, s.ip, s.user_agent,
                        u.email, u.email_key, u.created_at
                 FROM sessions s JOIN users u ON u.id = s.user_id
-                WHERE (?1 IS NULL OR u.id = ?1) AND (?2 IS NULL OR u.email_key = ?2)
+                WHERE (?1 IS NULL OR u.id = ?1) AND (?2 IS NULL OR u.email_key = ?2) AND (?5 IS NULL OR u.app_id = ?5)
                   AND s.expires_at > ?3 AND s.idle_expires_at > ?3
                 ORDER BY s.created_at DESC LIMIT ?4
-                """, [SQLValue(userID), SQLValue(emailKey), .integer(now), .integer(Int64(limit))]) { row in
+                """, [SQLValue(userID), SQLValue(emailKey), .integer(now), .integer(Int64(limit)), SQLValue(appID)]) { row in
                 let hash = row.blob(0)
                 return SessionListing(
                     handle: hex(hash.prefix(8)),
@@ -354,14 +355,14 @@ public final class SQLiteStore: AuthStore, @unchecked Sendable {
 struct Transaction: AuthTransaction {
     let connection: Connection
 
-    private static let tokenColumns = "hash, email, email_key, redirect, created_at, expires_at, used_at, superseded_at, ip, user_agent, flow_hash, code_hash, code_failures, peeks"
+    private static let tokenColumns = "hash, email, email_key, redirect, created_at, expires_at, used_at, superseded_at, ip, user_agent, flow_hash, code_hash, code_failures, peeks, app_id"
 
     private static func tokenRecord(_ row: Statement) -> LoginTokenRecord {
         LoginTokenRecord(hash: row.blob(0), email: row.text(1), emailKey: row.text(2), redirect: row.text(3),
                          createdAt: row.int64(4), expiresAt: row.int64(5), usedAt: row.optionalInt64(6),
                          supersededAt: row.optionalInt64(7), ip: row.optionalText(8), userAgent: row.optionalText(9),
                          flowHash: row.optionalBlob(10), codeHash: row.optionalBlob(11), codeFailures: Int(row.int64(12)),
-                         peeks: Int(row.int64(13)))
+                         peeks: Int(row.int64(13)), appID: row.text(14))
     }
 
     func token(hash: [UInt8]) throws -> LoginTokenRecord? {
@@ -372,22 +373,23 @@ struct Transaction: AuthTransaction {
         try connection.queryFirst("SELECT \(Self.tokenColumns) FROM login_tokens WHERE flow_hash = ?", [.blob(flowHash)], row: Self.tokenRecord)
     }
 
-    func user(emailKey: String) throws -> UserRecord? {
-        try connection.queryFirst("SELECT id, email, email_key, created_at FROM users WHERE email_key = ?", [.text(emailKey)]) { row in
-            UserRecord(id: row.text(0), email: row.text(1), emailKey: row.text(2), createdAt: row.int64(3))
+    func user(appID: String, emailKey: String) throws -> UserRecord? {
+        try connection.queryFirst("SELECT id, email, email_key, created_at, app_id FROM users WHERE app_id = ? AND email_key = ?",
+                                  [.text(appID), .text(emailKey)]) { row in
+            UserRecord(id: row.text(0), email: row.text(1), emailKey: row.text(2), createdAt: row.int64(3), appID: row.text(4))
         }
     }
 
     func session(hash: [UInt8]) throws -> (SessionRecord, UserRecord)? {
         try connection.queryFirst("""
             SELECT s.id_hash, s.user_id, s.created_at, s.expires_at, s.idle_expires_at, s.touched_at, s.ip, s.user_agent,
-                   u.email, u.email_key, u.created_at
+                   u.email, u.email_key, u.created_at, u.app_id
             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = ?
             """, [.blob(hash)]) { row in
             (SessionRecord(hash: row.blob(0), userID: row.text(1), createdAt: row.int64(2), expiresAt: row.int64(3),
                            idleExpiresAt: row.int64(4), touchedAt: row.int64(5), ip: row.optionalText(6),
                            userAgent: row.optionalText(7)),
-             UserRecord(id: row.text(1), email: row.text(8), emailKey: row.text(9), createdAt: row.int64(10)))
+             UserRecord(id: row.text(1), email: row.text(8), emailKey: row.text(9), createdAt: row.int64(10), appID: row.text(11)))
         }
     }
 
@@ -403,17 +405,17 @@ struct Transaction: AuthTransaction {
         try connection.run("INSERT INTO rate_events (key, at) VALUES (?, ?)", [.text(key), .integer(at)])
     }
 
-    func supersedeTokens(emailKey: String, at: Int64) throws {
-        try connection.run("UPDATE login_tokens SET superseded_at = ? WHERE email_key = ? AND used_at IS NULL AND superseded_at IS NULL",
-                           [.integer(at), .text(emailKey)])
+    func supersedeTokens(appID: String, emailKey: String, at: Int64) throws {
+        try connection.run("UPDATE login_tokens SET superseded_at = ? WHERE app_id = ? AND email_key = ? AND used_at IS NULL AND superseded_at IS NULL",
+                           [.integer(at), .text(appID), .text(emailKey)])
     }
 
     func insertToken(_ token: LoginTokenRecord) throws {
-        try connection.run("INSERT INTO login_tokens (\(Self.tokenColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+        try connection.run("INSERT INTO login_tokens (\(Self.tokenColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
             .blob(token.hash), .text(token.email), .text(token.emailKey), .text(token.redirect),
             .integer(token.createdAt), .integer(token.expiresAt), SQLValue(token.usedAt), SQLValue(token.supersededAt),
             SQLValue(token.ip), SQLValue(token.userAgent), SQLValue(token.flowHash),
-            SQLValue(token.codeHash), .integer(Int64(token.codeFailures)), .integer(Int64(token.peeks)),
+            SQLValue(token.codeHash), .integer(Int64(token.codeFailures)), .integer(Int64(token.peeks)), .text(token.appID),
         ])
     }
 
@@ -433,15 +435,15 @@ struct Transaction: AuthTransaction {
 
     func enqueueMail(_ mail: QueuedMail) throws {
         try connection.run("""
-            INSERT INTO mail_queue (message_id, kind, recipient, sealed_token, created_at, expires_at, next_attempt_at, locale)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            INSERT INTO mail_queue (message_id, kind, recipient, sealed_token, created_at, expires_at, next_attempt_at, locale, app_id)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
             """, [.text(mail.messageID), .text(mail.kind.rawValue), .text(mail.recipient), .blob(mail.sealedToken),
-                  .integer(mail.createdAt), .integer(mail.expiresAt), .integer(mail.createdAt), SQLValue(mail.locale)])
+                  .integer(mail.createdAt), .integer(mail.expiresAt), .integer(mail.createdAt), SQLValue(mail.locale), .text(mail.appID)])
     }
 
     func insertUser(_ user: UserRecord) throws {
-        try connection.run("INSERT INTO users (id, email, email_key, created_at) VALUES (?, ?, ?, ?)",
-                           [.text(user.id), .text(user.email), .text(user.emailKey), .integer(user.createdAt)])
+        try connection.run("INSERT INTO users (id, email, email_key, created_at, app_id) VALUES (?, ?, ?, ?, ?)",
+                           [.text(user.id), .text(user.email), .text(user.emailKey), .integer(user.createdAt), .text(user.appID)])
     }
 
     func insertSession(_ session: SessionRecord) throws {
@@ -457,13 +459,16 @@ struct Transaction: AuthTransaction {
                            [.integer(idleExpiresAt), .integer(touchedAt), .blob(hash)])
     }
 
-    func deleteSession(hash: [UInt8]) throws {
-        try connection.run("DELETE FROM sessions WHERE id_hash = ?", [.blob(hash)])
+    func deleteSession(appID: String, hash: [UInt8]) throws {
+        try connection.run("DELETE FROM sessions WHERE id_hash = ? AND user_id IN (SELECT id FROM users WHERE app_id = ?)",
+                           [.blob(hash), .text(appID)])
     }
 
-    func deleteSessions(userID: String, liveAt now: Int64) throws -> Int {
-        let ended = try connection.query("DELETE FROM sessions WHERE user_id = ? RETURNING expires_at, idle_expires_at",
-                                         [.text(userID)]) { ($0.int64(0), $0.int64(1)) }
+    func deleteSessions(appID: String, userID: String, liveAt now: Int64) throws -> Int {
+        let ended = try connection.query("""
+            DELETE FROM sessions WHERE user_id = ? AND user_id IN (SELECT id FROM users WHERE app_id = ?)
+            RETURNING expires_at, idle_expires_at
+            """, [.text(userID), .text(appID)]) { ($0.int64(0), $0.int64(1)) }
         return ended.filter { now < $0.0 && now < $0.1 }.count
     }
 }

@@ -9,6 +9,7 @@ public struct StoreUnavailable: TransientFailure, CustomStringConvertible {
 public enum StoreError: Error, CustomStringConvertible {
     case newerSchema(migration: String)
     case filePermissions(path: String, errno: Int32)
+    case migrationBrokeForeignKeys(table: String)
 
     public var description: String {
         switch self {
@@ -16,6 +17,8 @@ public enum StoreError: Error, CustomStringConvertible {
             return "the database was migrated by a newer magiclinkd (unknown migration \(name)); refusing to use it"
         case .filePermissions(let path, let code):
             return "cannot set mode 0600 on \(path) (errno \(code))"
+        case .migrationBrokeForeignKeys(let table):
+            return "a schema migration left rows of \(table) pointing nowhere; nothing was changed"
         }
     }
 }

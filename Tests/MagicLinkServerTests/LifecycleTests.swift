@@ -64,7 +64,7 @@ final class LifecycleTests: XCTestCase {
         let notifier = SystemdNotifier(path: listener.path)
         let templates = NIOLockedValueBox(try Configuration.load(file: nil, environment: [:]).templateCatalog())
         let reload = ReloadService(reloadConfiguration: { try Configuration.load(file: nil, environment: [:]) },
-                                   templates: templates, notifier: notifier, logger: Logger(label: "test"))
+                                   templates: ["default": templates], notifier: notifier, logger: Logger(label: "test"))
         reload.reload()
         XCTAssertEqual(listener.receiveAll(), ["RELOADING=1\nSTATUS=Reloading", "READY=1\nSTATUS=Serving"])
         notifier.notifyStopping()

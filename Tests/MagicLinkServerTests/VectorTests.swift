@@ -28,10 +28,10 @@ final class VectorTests: XCTestCase {
                                           sealer: TokenSealer(keyBytes: SystemRandom().bytes(32))!)
         let pool = NIOThreadPool(numberOfThreads: 2)
         pool.start()
-        let admin = AdminOps(store: store, authenticator: authenticator, blockingPool: pool, adminUIDs: [], adminGIDs: [],
+        let admin = AdminOps(store: store, apps: AppDirectory([(id: "default", authenticator: authenticator)]), blockingPool: pool, adminUIDs: [], adminGIDs: [],
                              startedAt: SystemTime().now(), rateWindow: 3_600, mailWakeup: MailWakeup(), time: SystemTime(),
                              logger: Logger(label: "test"))
-        let dispatcher = Dispatcher(authenticator: authenticator, blockingPool: pool, maxLineBytes: 65_536,
+        let dispatcher = Dispatcher(apps: AppDirectory([(id: "default", authenticator: authenticator)]), blockingPool: pool, maxLineBytes: 65_536,
                                     logger: Logger(label: "test"), mailWakeup: MailWakeup(), admin: admin)
         // The vectors are written for a root peer (admin ops allowed).
         let rootPeer = PeerCredentials(pid: 1, uid: 0, gid: 0)
@@ -106,9 +106,9 @@ final class VectorTests: XCTestCase {
                                           store: store, sealer: TokenSealer(keyBytes: SystemRandom().bytes(32))!)
         let pool = NIOThreadPool(numberOfThreads: 1)
         pool.start()
-        let admin = AdminOps(store: store, authenticator: authenticator, blockingPool: pool, adminUIDs: [1000], adminGIDs: [2000],
+        let admin = AdminOps(store: store, apps: AppDirectory([(id: "default", authenticator: authenticator)]), blockingPool: pool, adminUIDs: [1000], adminGIDs: [2000],
                              startedAt: 0, rateWindow: 3_600, mailWakeup: MailWakeup(), time: SystemTime(), logger: Logger(label: "test"))
-        let dispatcher = Dispatcher(authenticator: authenticator, blockingPool: pool, maxLineBytes: 65_536,
+        let dispatcher = Dispatcher(apps: AppDirectory([(id: "default", authenticator: authenticator)]), blockingPool: pool, maxLineBytes: 65_536,
                                     logger: Logger(label: "test"), mailWakeup: MailWakeup(), admin: admin)
         let line = ByteBuffer(string: #"{"id":1,"op":"admin_status"}"#)
         func code(_ peer: PeerCredentials) async throws -> JSONValue? {

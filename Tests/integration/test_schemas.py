@@ -341,7 +341,7 @@ USER = {"id": UUID, "email": "Alice@example.com"}
 assert len(SESSION) == 43
 
 GOOD_RESULTS = {
-    "hello": {"server": "magiclinkd", "version": "0.1.0", "protocol": 1, "ops": OPS, "max_line_bytes": 65536},
+    "hello": {"server": "magiclinkd", "version": "0.1.0", "protocol": 1, "ops": OPS, "max_line_bytes": 65536, "apps": ["default"]},
     "start": {"expires_at": 1764170000, "flow": "Zmxvdy1zZWNyZXQtZm9yLXRoZS1icm93c2VyLXRoYXQ"},
     "callback": {"session": SESSION, "expires_at": 1766762000, "idle_expires_at": 1764774800, "user": USER,
                  "redirect": "/account"},
