@@ -64,7 +64,7 @@ final class InMemoryStore: AuthStore, @unchecked Sendable {
             return store.state.tokens[hash]?.codeFailures ?? 0
         }
         func recordPeek(hash: [UInt8]) throws { store.state.tokens[hash]?.peeks += 1 }
-        func user(emailKey: String) throws -> UserRecord? { store.state.users[emailKey] }
+        func user(appID: String, emailKey: String) throws -> UserRecord? { store.state.users[appID + "|" + emailKey] }
         func session(hash: [UInt8]) throws -> (SessionRecord, UserRecord)? {
             guard let s = store.state.sessions[hash],
                   let u = store.state.users.values.first(where: { $0.id == s.userID }) else { return nil }
@@ -75,8 +75,8 @@ final class InMemoryStore: AuthStore, @unchecked Sendable {
         }
         func recordRateEvent(key: String, at: Int64) throws { store.state.rateEvents.append((key, at)) }
         func pendingMailCount() throws -> Int { store.state.mail.count }
-        func supersedeTokens(emailKey: String, at: Int64) throws {
-            for (hash, token) in store.state.tokens where token.emailKey == emailKey && token.usedAt == nil && token.supersededAt == nil {
+        func supersedeTokens(appID: String, emailKey: String, at: Int64) throws {
+            for (hash, token) in store.state.tokens where token.appID == appID && token.emailKey == emailKey && token.usedAt == nil && token.supersededAt == nil {
                 store.state.tokens[hash]?.supersededAt = at
             }
         }
@@ -87,14 +87,18 @@ final class InMemoryStore: AuthStore, @unchecked Sendable {
             return true
         }
         func enqueueMail(_ mail: QueuedMail) throws { store.state.mail.append(mail) }
-        func insertUser(_ user: UserRecord) throws { store.state.users[user.emailKey] = user }
+        func insertUser(_ user: UserRecord) throws { store.state.users[user.appID + "|" + user.emailKey] = user }
         func insertSession(_ session: SessionRecord) throws { store.state.sessions[session.hash] = session }
         func touchSession(hash: [UInt8], idleExpiresAt: Int64, touchedAt: Int64) throws {
             store.state.sessions[hash]?.idleExpiresAt = idleExpiresAt
             store.state.sessions[hash]?.touchedAt = touchedAt
         }
-        func deleteSession(hash: [UInt8]) throws { store.state.sessions[hash] = nil }
-        func deleteSessions(userID: String, liveAt now: Int64) throws -> Int {
+        func deleteSession(appID: String, hash: [UInt8]) throws {
+            guard let s = store.state.sessions[hash], store.state.users.values.contains(where: { $0.id == s.userID && $0.appID == appID }) else { return }
+            store.state.sessions[hash] = nil
+        }
+        func deleteSessions(appID: String, userID: String, liveAt now: Int64) throws -> Int {
+            guard store.state.users.values.contains(where: { $0.id == userID && $0.appID == appID }) else { return 0 }
             let mine = store.state.sessions.filter { $0.value.userID == userID }
             for key in mine.keys { store.state.sessions[key] = nil }
             return mine.values.filter { $0.isLive(at: now) }.count
