@@ -1,0 +1,77 @@
+"""Upgrading a database made by an earlier magiclinkd: the shipped migrations run on data that
+exists, and what was valid stays valid (sessions, users, links), now under the app `default`."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import sqlite3
+import time
+from pathlib import Path
+
+from conftest import REPO, err, ok, unique_email
+
+MIGRATIONS = REPO / "Sources" / "MagicLinkStore" / "Migrations.swift"
+
+
+def shipped_migrations() -> list[tuple[str, str]]:
+    """(name, SQL) of every migration, read from the Swift source the binary was built from."""
+    text = MIGRATIONS.read_text()
+    found = re.findall(r'Migration\(name: "([^"]+)",(?: rebuildsTables: true,)? sql: """\n(.*?)"""', text, re.S)
+    assert [n for n, _ in found][:3] == ["0001-users-tokens-sessions-mail-queue", "0002-mail-locale-and-last-attempt",
+                                         "0003-token-flow-code-peeks"], [n for n, _ in found]
+    return found
+
+
+def sha(text: str) -> bytes:
+    return hashlib.sha256(text.encode()).digest()
+
+
+def make_old_database(path: Path) -> dict:
+    """A database as magiclinkd left it before apps existed (migrations 0001-0003), with a user,
+    a live session and an unused link."""
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA foreign_keys = ON")
+    db.execute("CREATE TABLE schema_migrations (name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT")
+    now = int(time.time())
+    for name, sql in shipped_migrations()[:3]:
+        db.executescript(sql)
+        db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (name, now))
+    session = secrets.token_urlsafe(32)
+    user_id = "0b8a7c1e-1d2f-4a3b-9c4d-5e6f7a8b9c0d"
+    db.execute("INSERT INTO users (id, email, email_key, created_at) VALUES (?, ?, ?, ?)",
+               (user_id, "Old@example.com", "old@example.com", now - 100))
+    db.execute("""INSERT INTO sessions (id_hash, user_id, created_at, expires_at, idle_expires_at, touched_at)
+                  VALUES (?, ?, ?, ?, ?, ?)""", (sha(session), user_id, now - 100, now + 86_400, now + 3_600, now - 100))
+    token = secrets.token_urlsafe(32)
+    db.execute("""INSERT INTO login_tokens (hash, email, email_key, redirect, created_at, expires_at)
+                  VALUES (?, ?, ?, ?, ?, ?)""", (sha(token), "Old@example.com", "old@example.com", "/back", now, now + 600))
+    db.commit()
+    db.close()
+    return {"session": session, "user_id": user_id, "token": token}
+
+
+def test_a_database_from_before_apps_upgrades_in_place(daemon_factory):
+    d = daemon_factory(start=False)
+    old = make_old_database(d.db_path)
+    d.start()
+    with d.client() as c:
+        # The old session is still valid, for the same user.
+        info = ok(c.call("session", {"session": old["session"]}))
+        assert info["user"] == {"id": old["user_id"], "email": "Old@example.com"}
+        # An old link (no flow existed then) still logs in, and lands on the same user.
+        login = ok(c.call("callback", {"token": old["token"]}))
+        assert login["user"]["id"] == old["user_id"] and login["redirect"] == "/back"
+        # New logins of the same address find the migrated user.
+        assert d.login("old@EXAMPLE.com", client=c)["user"]["id"] == old["user_id"]
+        assert ok(c.call("logout_all", {"user_id": old["user_id"]}))["revoked"] == 3
+        err(c.call("session", {"session": old["session"]}), "invalid_session")
+    d.stop()
+    db = sqlite3.connect(d.db_path)
+    names = [r[0] for r in db.execute("SELECT name FROM schema_migrations ORDER BY name")]
+    assert names == [n for n, _ in shipped_migrations()], names
+    assert db.execute("PRAGMA foreign_key_check").fetchall() == []
+    assert db.execute("SELECT app_id FROM users").fetchall() == [("default",)]
+    assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    db.close()
