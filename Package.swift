@@ -108,6 +108,13 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
-        .testTarget(name: "MagicLinkServerTests", dependencies: ["MagicLinkServer", "MagicLinkProtocol", "MagicLinkCore", "MagicLinkStore"]),
+        .testTarget(
+            name: "MagicLinkServerTests",
+            dependencies: [
+                "MagicLinkServer", "MagicLinkProtocol", "MagicLinkCore", "MagicLinkStore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
     ]
 )

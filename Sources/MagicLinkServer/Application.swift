@@ -106,8 +106,10 @@ public func buildApplication(configuration: Configuration, logger: Logger,
                          startedAt: time.now(), rateWindow: rateWindow, mailWakeup: wakeup, time: time, logger: logger)
     let dispatcher = Dispatcher(apps: apps, blockingPool: blockingPool,
                                 maxLineBytes: configuration.maxLineBytes, logger: logger, mailWakeup: wakeup, admin: admin)
+    var connectionPolicy = ConnectionPolicy(configuration)
+    connectionPolicy.maxConnections = ensureDescriptorLimit(forConnections: configuration.maxConnections, logger: logger)
     let server = SocketServer(listener: listener, dispatcher: dispatcher,
-                              group: MultiThreadedEventLoopGroup.singleton, logger: logger)
+                              group: MultiThreadedEventLoopGroup.singleton, logger: logger, policy: connectionPolicy)
     var appMail: [String: MailComposer.AppMail] = [:]
     for (app, policy) in zip(appConfigurations, policies) {
         appMail[app.id] = MailComposer.AppMail(policy: policy.policy, from: app.settings.fromMailbox, appName: app.settings.appName,
@@ -140,4 +142,26 @@ public func buildApplication(configuration: Configuration, logger: Logger,
         logger: logger))
     return Application(configuration: configuration, store: store, server: server, serviceGroup: group,
                        blockingPool: blockingPool, logger: logger)
+}
+
+/// Raises the soft limit on open descriptors (up to the hard limit) so that `max_connections`
+/// connections fit beside the daemon's own descriptors (database, event loops, mail). Returns the
+/// number of connections that really fit: `max_connections`, or fewer (with a warning) when the
+/// hard limit is too low or the limit cannot be changed (systemd's LimitNOFILE= sets both; the
+/// shipped unit gives 65536).
+func ensureDescriptorLimit(forConnections wanted: Int, logger: Logger) -> Int {
+    let reserve = 64 + 3 * System.coreCount
+    var limit = rlimit()
+    guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return wanted }
+    let needed = rlim_t(wanted + reserve)
+    if limit.rlim_cur != rlim_t.max && limit.rlim_cur < needed {
+        var raised = limit
+        raised.rlim_cur = limit.rlim_max == rlim_t.max ? needed : min(needed, limit.rlim_max)
+        if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
+    }
+    guard limit.rlim_cur != rlim_t.max, limit.rlim_cur < needed else { return wanted }
+    let fitting = max(1, Int(limit.rlim_cur) - reserve)
+    logger.warning("max_connections is more than the open-file limit allows; serving fewer connections (raise LimitNOFILE= or ulimit -n)",
+                   metadata: ["max_connections": "\(wanted)", "effective": "\(fitting)", "nofile": "\(limit.rlim_cur)"])
+    return fitting
 }

@@ -43,6 +43,16 @@ public struct Configuration: Sendable {
     /// Besides root, the uids and gids whose processes may call the admin ops.
     public var adminUIDs: [UInt32] = []
     public var adminGIDs: [UInt32] = []
+    /// Who may connect at all (both empty: whoever can open the socket file). Root and the
+    /// admins always may.
+    public var allowedUIDs: [UInt32] = []
+    public var allowedGIDs: [UInt32] = []
+    /// Open connections at most; at the limit a newcomer replaces the connection idle longest.
+    public var maxConnections = 1_024
+    /// Seconds from the first byte of a request line to its line feed (and for a reply to be read).
+    public var requestTimeout: Int64 = 10
+    /// Seconds without a request after which a connection is closed.
+    public var idleTimeout: Int64 = 300
     public var mailRetryMinDelay: Int64 = 5
     public var mailRetryMaxDelay: Int64 = 300
     public var tokenTTL: Int64 = 600
@@ -326,6 +336,10 @@ public struct Configuration: Sendable {
             ("sendmail_path", sendmailPath), ("templates_dir", templatesDir ?? "(built-in templates)"),
             ("admin_uids", adminUIDs.map(String.init).joined(separator: ",")),
             ("admin_gids", adminGIDs.map(String.init).joined(separator: ",")),
+            ("allowed_uids", allowedUIDs.map(String.init).joined(separator: ",")),
+            ("allowed_gids", allowedGIDs.map(String.init).joined(separator: ",")),
+            ("max_connections", "\(maxConnections)"), ("request_timeout", "\(requestTimeout)"),
+            ("idle_timeout", "\(idleTimeout)"),
             ("mail_queue_max", "\(mailQueueMax)"), ("mail_retry_min_delay", "\(mailRetryMinDelay)"),
             ("mail_retry_max_delay", "\(mailRetryMaxDelay)"), ("token_ttl", "\(tokenTTL)"), ("session_ttl", "\(sessionTTL)"),
             ("session_idle_ttl", "\(sessionIdleTTL)"), ("session_touch_interval", "\(sessionTouchInterval)"),
@@ -461,6 +475,11 @@ extension Configuration {
         Setting("mail_queue_max") { c, v throws(SettingError) in c.mailQueueMax = Int(try integer(v, in: 1...10_000_000)) },
         Setting("admin_uids", list: true) { c, v throws(SettingError) in c.adminUIDs = try ids(v) },
         Setting("admin_gids", list: true) { c, v throws(SettingError) in c.adminGIDs = try ids(v) },
+        Setting("allowed_uids", list: true) { c, v throws(SettingError) in c.allowedUIDs = try peerIDs(v) },
+        Setting("allowed_gids", list: true) { c, v throws(SettingError) in c.allowedGIDs = try peerIDs(v) },
+        Setting("max_connections") { c, v throws(SettingError) in c.maxConnections = Int(try integer(v, in: 1...100_000)) },
+        Setting("request_timeout") { c, v throws(SettingError) in c.requestTimeout = try seconds(v) },
+        Setting("idle_timeout") { c, v throws(SettingError) in c.idleTimeout = try seconds(v) },
         Setting("mail_retry_min_delay") { c, v throws(SettingError) in c.mailRetryMinDelay = try seconds(v) },
         Setting("mail_retry_max_delay") { c, v throws(SettingError) in c.mailRetryMaxDelay = try seconds(v) },
         Setting("token_ttl") { c, v throws(SettingError) in c.tokenTTL = try seconds(v) },
@@ -526,8 +545,18 @@ extension Configuration {
         var result: [UInt32] = []
         for part in v.split(separator: ",") {
             let text = String(part).trimmingWhitespace()
-            guard let id = UInt32(text) else { throw SettingError(reason: "must be numeric ids separated by commas") }
+            guard let id = UInt32(text), id != UInt32.max else { throw SettingError(reason: "must be numeric ids separated by commas") }
             result.append(id)
+        }
+        return result
+    }
+
+    /// `ids`, without the overflow id: under a user namespace (systemd's PrivateUsers=) every
+    /// unmapped peer shows up as 65534, so listing it would let everyone in.
+    static func peerIDs(_ v: String) throws(SettingError) -> [UInt32] {
+        let result = try ids(v)
+        guard !result.contains(PeerCredentials.overflowID) else {
+            throw SettingError(reason: "must not hold 65534, the overflow id every unmapped peer shows up as under PrivateUsers=yes")
         }
         return result
     }

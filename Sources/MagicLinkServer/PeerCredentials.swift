@@ -20,15 +20,12 @@ struct PeerCredentials: Sendable, Equatable {
     /// Unknown peers (no credentials available) are never administrators.
     static let unknown = PeerCredentials(pid: 0, uid: UInt32.max, gid: UInt32.max)
 
-    static func of(_ channel: any Channel) async -> PeerCredentials {
-        guard let provider = channel as? SocketOptionProvider else { return .unknown }
-        do {
-            let raw: Raw = try await provider.unsafeGetSocketOption(
-                level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED)).get()
-            return PeerCredentials(pid: raw.pid, uid: raw.uid, gid: raw.gid)
-        } catch {
-            return .unknown
-        }
+    /// Completes at once when called on the channel's event loop (the socket is asked
+    /// directly); never fails: unreadable credentials are `.unknown`.
+    static func future(of channel: any Channel) -> EventLoopFuture<PeerCredentials> {
+        guard let provider = channel as? SocketOptionProvider else { return channel.eventLoop.makeSucceededFuture(.unknown) }
+        let raw: EventLoopFuture<Raw> = provider.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))
+        return raw.map { PeerCredentials(pid: $0.pid, uid: $0.uid, gid: $0.gid) }.recover { _ in .unknown }
     }
 
     /// The overflow id: under user namespaces (systemd's PrivateUsers=) every unmapped peer
@@ -37,7 +34,12 @@ struct PeerCredentials: Sendable, Equatable {
 
     /// Root, or a configured admin uid, or a process whose primary gid is a configured admin gid.
     func isAdministrator(uids: [UInt32], gids: [UInt32]) -> Bool {
-        if uid == 0 { return true }
-        return (uid != Self.overflowID && uids.contains(uid)) || (gid != Self.overflowID && gids.contains(gid))
+        uid == 0 || matches(uids: uids, gids: gids)
+    }
+
+    /// The uid is one of `uids` or the primary gid one of `gids`. The overflow id never matches;
+    /// nor do unknown credentials (4294967295, which the configuration refuses in a list).
+    func matches(uids: [UInt32], gids: [UInt32]) -> Bool {
+        (uid != Self.overflowID && uids.contains(uid)) || (gid != Self.overflowID && gids.contains(gid))
     }
 }

@@ -10,9 +10,12 @@ import Glibc
 #endif
 
 /// Serves the line protocol on a Unix domain socket: one child task per connection, requests of
-/// a connection answered in order. On graceful shutdown it stops accepting, lets each busy
-/// connection finish the request in hand, closes idle ones, and removes the socket file it made
-/// (never one it inherited from systemd).
+/// a connection answered in order. Before a connection is served, its peer is checked against
+/// the allow lists and a place is found for it (`max_connections`: the connection idle longest
+/// makes room); a `ConnectionGuard` then enforces the request and idle timeouts on the event
+/// loop. On graceful shutdown it stops accepting, lets each busy connection finish the request
+/// in hand, closes idle ones, and removes the socket file it made (never one it inherited from
+/// systemd).
 final class SocketServer: Service, Sendable, CustomStringConvertible {
     /// Where connections come from.
     enum Listener: Sendable {
@@ -26,18 +29,29 @@ final class SocketServer: Service, Sendable, CustomStringConvertible {
     let dispatcher: Dispatcher
     let group: any EventLoopGroup
     let logger: Logger
+    let policy: ConnectionPolicy
     /// Upper bound for in-flight requests to finish after shutdown begins.
     let drainTimeout: Duration
     private let connections = ConnectionRegistry()
     private let readiness = Readiness()
+    private let logs: ConnectionLogs
+
+    /// What the accept path hands to the serving loop.
+    enum Accepted: Sendable {
+        case serve(NIOAsyncChannel<ByteBuffer, ByteBuffer>, id: Int, peer: PeerCredentials)
+        /// Not served; its pipeline closes it (after a reply, when there is one).
+        case refused
+    }
 
     init(listener: Listener, dispatcher: Dispatcher, group: any EventLoopGroup, logger: Logger,
-         drainTimeout: Duration = .seconds(10)) {
+         policy: ConnectionPolicy = ConnectionPolicy(), drainTimeout: Duration = .seconds(10)) {
         self.listener = listener
         self.dispatcher = dispatcher
         self.group = group
         self.logger = logger
+        self.policy = policy
         self.drainTimeout = drainTimeout
+        self.logs = ConnectionLogs(logger: logger)
     }
 
     /// Returns true once the socket is bound and accepting, false when serving failed before
@@ -73,12 +87,16 @@ final class SocketServer: Service, Sendable, CustomStringConvertible {
             // A client may shut down its sending side after its last request and still read the replies.
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .bind(descriptor) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    // The buffer limit cuts off a line that never ends; `serve` checks each
-                    // complete line too (a whole over-long line can arrive in one read).
-                    try channel.pipeline.syncOperations.addHandler(
-                        ByteToMessageHandler(LineBasedFrameDecoder(), maximumBufferSize: maxLine + 1))
-                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                // On the connection's event loop, before it is registered: nothing is read yet.
+                PeerCredentials.future(of: channel).flatMapThrowing { peer in
+                    do {
+                        return try self.accept(channel, peer: peer, maxLine: maxLine)
+                    } catch {
+                        // NIO never registers a connection whose set-up failed: close it here
+                        // (which also frees its place).
+                        channel.close(promise: nil)
+                        throw error
+                    }
                 }
             }
         // Adopting a socket makes NIO listen again with its default backlog (128); raise it back
@@ -91,8 +109,9 @@ final class SocketServer: Service, Sendable, CustomStringConvertible {
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { tasks in
                 try await server.executeThenClose { inbound in
-                    for try await connection in inbound {
-                        tasks.addTask { await self.serve(connection) }
+                    for try await accepted in inbound {
+                        guard case .serve(let connection, let id, let peer) = accepted else { continue }
+                        tasks.addTask { await self.serve(connection, id: id, peer: peer) }
                     }
                 }
                 // Not accepting any more: close idle connections, give busy ones a bounded time.
@@ -103,6 +122,53 @@ final class SocketServer: Service, Sendable, CustomStringConvertible {
             self.logger.info("shutting down: no longer accepting connections")
             if let owned { removeSocketFile(at: owned.path, ifStill: owned.socket) }
             server.channel.close(promise: nil)
+        }
+    }
+
+    /// Decides, on the new connection's event loop, whether it is served, and builds its pipeline.
+    private func accept(_ channel: any Channel, peer: PeerCredentials, maxLine: Int) throws -> Accepted {
+        let pipeline = channel.pipeline.syncOperations
+        guard policy.admits(peer) else {
+            logs.refused.log("connection refused: the peer is not in allowed_uids or allowed_gids",
+                             metadata: ["peer_uid": "\(peer.uid)", "peer_gid": "\(peer.gid)", "peer_pid": "\(peer.pid)"],
+                             on: channel.eventLoop)
+            try pipeline.addHandler(RefusedConnectionHandler(reply: nil))
+            return .refused
+        }
+        let now = channel.eventLoop.now
+        switch connections.admit(channel, limit: policy.maxConnections, now: now) {
+        case .shuttingDown:
+            try pipeline.addHandler(RefusedConnectionHandler(reply: nil))
+            return .refused
+        case .full:
+            logs.full.log("connection refused: max_connections reached and every connection is busy",
+                          metadata: ["max_connections": "\(policy.maxConnections)", "peer_uid": "\(peer.uid)", "peer_pid": "\(peer.pid)"],
+                          on: channel.eventLoop)
+            let reply = Envelope.failure(id: .null, error: WireError(
+                .unavailable, "The daemon has max_connections open connections, all busy; try again shortly.",
+                details: ["reason": "too_many_connections"]))
+            try pipeline.addHandler(RefusedConnectionHandler(reply: reply))
+            return .refused
+        case .admitted(let id, let evicted):
+            if let evicted {
+                evicted.channel.close(promise: nil)
+                var metadata: Logger.Metadata = ["max_connections": "\(policy.maxConnections)"]
+                switch evicted.activity {
+                case .idle(let since): metadata["idle_ms"] = "\((now - since).nanoseconds / 1_000_000)"
+                case .receiving(let since): metadata["receiving_ms"] = "\((now - since).nanoseconds / 1_000_000)"
+                case .busy: break
+                }
+                logs.evicted.log("max_connections reached: closed the connection idle longest to make room", metadata: metadata,
+                                 on: channel.eventLoop)
+            }
+            let registry = connections
+            channel.closeFuture.whenComplete { _ in registry.remove(id) }
+            try pipeline.addHandler(ConnectionGuard(id: id, registry: registry, policy: policy, peer: peer, logs: logs, now: now))
+            // The buffer limit cuts off a line that never ends; `serve` checks each complete
+            // line too (a whole over-long line can arrive in one read).
+            try pipeline.addHandler(ByteToMessageHandler(LineBasedFrameDecoder(), maximumBufferSize: maxLine + 1))
+            let connection = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+            return .serve(connection, id: id, peer: peer)
         }
     }
 
@@ -117,10 +183,7 @@ final class SocketServer: Service, Sendable, CustomStringConvertible {
         }
     }
 
-    private func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
-        let id = connections.add(connection.channel)
-        defer { connections.remove(id) }
-        let peer = await PeerCredentials.of(connection.channel)
+    private func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>, id: Int, peer: PeerCredentials) async {
         do {
             try await connection.executeThenClose { inbound, outbound in
                 do {
@@ -155,37 +218,85 @@ final class SocketServer: Service, Sendable, CustomStringConvertible {
     }
 }
 
-/// The open connections and whether each is in the middle of a request, so shutdown can close
-/// the idle ones at once and wait only for the busy ones.
+/// The open connections: whether each is in the middle of a request (so shutdown can close the
+/// idle ones at once and wait only for the busy ones) and what its `ConnectionGuard` last said
+/// it was doing (so a newcomer at `max_connections` can replace the connection idle longest).
+/// Channels are only ever closed outside the lock: a close can run its callbacks (which come
+/// back here) at once.
 final class ConnectionRegistry: Sendable {
+    private struct Entry {
+        var channel: any Channel
+        /// The serving task has taken a request and not yet written its reply.
+        var busy = false
+        var activity: ConnectionActivity
+        /// Chosen to make room; its close is on the way and it no longer counts.
+        var evicted = false
+    }
+
     private struct State {
         var nextID = 0
-        var channels: [Int: (channel: any Channel, busy: Bool)] = [:]
+        var entries: [Int: Entry] = [:]
+        var evicted = 0
         var shuttingDown = false
+    }
+
+    enum Admission {
+        /// Served under `id`; `evicted` (already marked) must be closed by the caller.
+        case admitted(id: Int, evicted: (channel: any Channel, activity: ConnectionActivity)?)
+        /// At the limit and every connection busy.
+        case full
+        case shuttingDown
     }
 
     private let state = NIOLockedValueBox(State())
 
-    var count: Int { state.withLockedValue { $0.channels.count } }
+    /// Connections not yet closed (evicted ones included until their close completes).
+    var count: Int { state.withLockedValue { $0.entries.count } }
 
-    func add(_ channel: any Channel) -> Int {
+    /// Takes a place for a new connection, choosing one to evict when `limit` are open.
+    func admit(_ channel: any Channel, limit: Int, now: NIODeadline) -> Admission {
         state.withLockedValue { state in
+            guard !state.shuttingDown else { return .shuttingDown }
+            var evicted: (channel: any Channel, activity: ConnectionActivity)?
+            if state.entries.count - state.evicted >= limit {
+                let candidates = state.entries.lazy.filter { !$0.value.evicted }.map { (id: $0.key, activity: $0.value.activity) }
+                guard let victim = Eviction.victim(among: candidates), let entry = state.entries[victim] else { return .full }
+                state.entries[victim]?.evicted = true
+                state.evicted += 1
+                evicted = (entry.channel, entry.activity)
+            }
             state.nextID += 1
-            state.channels[state.nextID] = (channel, false)
-            if state.shuttingDown { channel.close(promise: nil) }
-            return state.nextID
+            state.entries[state.nextID] = Entry(channel: channel, activity: .idle(since: now))
+            return .admitted(id: state.nextID, evicted: evicted)
         }
     }
 
     func remove(_ id: Int) {
-        state.withLockedValue { _ = $0.channels.removeValue(forKey: id) }
+        state.withLockedValue { state in
+            if let entry = state.entries.removeValue(forKey: id), entry.evicted { state.evicted -= 1 }
+        }
+    }
+
+    /// Records what the connection is doing; false when it was evicted (or is gone): then it
+    /// must not serve anything more.
+    func update(_ id: Int, activity: ConnectionActivity) -> Bool {
+        state.withLockedValue { state in
+            guard let entry = state.entries[id], !entry.evicted else { return false }
+            state.entries[id]?.activity = activity
+            return true
+        }
+    }
+
+    /// What the connection last said it was doing (nil: gone or evicted).
+    func activity(of id: Int) -> ConnectionActivity? {
+        state.withLockedValue { state in state.entries[id].flatMap { $0.evicted ? nil : $0.activity } }
     }
 
     /// False when shutdown has begun: the connection should stop instead of taking a request.
     func markBusy(_ id: Int) -> Bool {
         state.withLockedValue { state in
             guard !state.shuttingDown else { return false }
-            state.channels[id]?.busy = true
+            state.entries[id]?.busy = true
             return true
         }
     }
@@ -193,18 +304,17 @@ final class ConnectionRegistry: Sendable {
     /// False when shutdown has begun: the reply is out, the connection should end now.
     func markIdle(_ id: Int) -> Bool {
         state.withLockedValue { state in
-            state.channels[id]?.busy = false
+            state.entries[id]?.busy = false
             return !state.shuttingDown
         }
     }
 
     func beginShutdown() {
-        state.withLockedValue { state in
+        let idle: [any Channel] = state.withLockedValue { state in
             state.shuttingDown = true
-            for (_, entry) in state.channels where !entry.busy {
-                entry.channel.close(promise: nil)
-            }
+            return state.entries.values.filter { !$0.busy }.map(\.channel)
         }
+        for channel in idle { channel.close(promise: nil) }
     }
 }
 

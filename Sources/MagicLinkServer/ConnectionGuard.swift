@@ -1,0 +1,381 @@
+import Logging
+import MagicLinkProtocol
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// First handler of every served connection, on its event loop: follows the request lines
+/// going in and the replies going out, keeps the connection's activity up to date in the
+/// registry (for the capacity rule), and enforces the timers of Protocol/README.md section 1
+/// with one scheduled task at a time:
+///
+/// - `request_timeout` from the first byte of a request line to its line feed: the client gets
+///   `invalid_request` (`details.reason` `request_timeout`) once the requests before it are
+///   answered, and the connection is closed. The clock stops while the server itself is not
+///   reading (its queue of unanswered lines is full), so only the client's slowness counts.
+/// - `request_timeout` for a reply to be written: a client that does not read is cut off.
+/// - `idle_timeout` since the last reply (or the connection's start) while nothing is being
+///   received or answered: the connection is closed.
+final class ConnectionGuard: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let id: Int
+    private let registry: ConnectionRegistry
+    private let requestTimeout: TimeAmount
+    private let idleTimeout: TimeAmount
+    private let peer: PeerCredentials
+    private let logs: ConnectionLogs
+
+    private var context: ChannelHandlerContext?
+    private var scanner = LineScanner()
+    /// Request lines read whose reply is not yet written to the socket.
+    private var unanswered = 0
+    /// Writes of reply lines handed on and not yet completed.
+    private var outstandingWrites = 0
+    private var idleSince: NIODeadline
+    private var lineStartedAt: NIODeadline
+    private var lastWriteProgress: NIODeadline
+    /// A read is requested from the socket: the server wants the client's bytes.
+    private var reading = false
+    private var readingStoppedAt: NIODeadline?
+    /// The line being received ran out of time: the answers before it are written, then the
+    /// timeout reply, then the connection closes.
+    private var timedOut = false
+    private var closing = false
+    private var activity: ConnectionActivity
+    private var timer: Scheduled<Void>?
+    private var timerDeadline: NIODeadline?
+
+    /// `now` is the event loop's clock (`EventLoop.now`), which every later reading uses too.
+    init(id: Int, registry: ConnectionRegistry, policy: ConnectionPolicy, peer: PeerCredentials, logs: ConnectionLogs,
+         now: NIODeadline) {
+        self.id = id
+        self.registry = registry
+        self.requestTimeout = policy.requestTimeout
+        self.idleTimeout = policy.idleTimeout
+        self.peer = peer
+        self.logs = logs
+        self.idleSince = now
+        self.lineStartedAt = now
+        self.lastWriteProgress = now
+        self.activity = .idle(since: now)
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    /// The event loop's clock (virtual in tests with an embedded loop).
+    private var now: NIODeadline { context?.eventLoop.now ?? .now() }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        cancelTimer()
+        self.context = nil
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        arm()
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        closing = true
+        cancelTimer()
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !closing, !timedOut else { return }  // dropped: nothing more is served here
+        let bytes = unwrapInboundIn(data)
+        let now = self.now
+        let wasMidLine = scanner.midLine
+        let (lines, requests) = bytes.withUnsafeReadableBytes { scanner.consume($0) }
+        if scanner.midLine && (lines > 0 || !wasMidLine) { lineStartedAt = now }
+        unanswered += requests
+        // The registry may have chosen this connection to make room (it was idle): then these
+        // bytes are never served, and the close is on its way.
+        guard publishActivity() else {
+            closing = true
+            return
+        }
+        context.fireChannelRead(data)
+        arm()
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        reading = false
+        readingStoppedAt = now
+        context.fireChannelReadComplete()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case ChannelEvent.inputClosed = event {
+            // Bytes after the last line feed when the client closes its side are not a request.
+            scanner.discardPartialLine()
+            publishActivity()
+            arm()
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if !reading {
+            reading = true
+            // The line clock stood still while the server was not reading.
+            if scanner.midLine, let stopped = readingStoppedAt {
+                lineStartedAt = lineStartedAt + (now - stopped)
+            }
+            readingStoppedAt = nil
+            arm()
+        }
+        context.read()
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let replies = unwrapOutboundIn(data).readableBytesView.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) }
+        guard replies > 0 else {
+            context.write(data, promise: promise)
+            return
+        }
+        if outstandingWrites == 0 { lastWriteProgress = now }
+        outstandingWrites += 1
+        let written = promise ?? context.eventLoop.makePromise()
+        context.write(data, promise: written)
+        written.futureResult.assumeIsolated().whenComplete { _ in
+            self.replyWritten(replies)
+        }
+        arm()
+    }
+
+    // MARK: state
+
+    private func replyWritten(_ replies: Int) {
+        let now = self.now
+        outstandingWrites -= 1
+        lastWriteProgress = now
+        unanswered = max(0, unanswered - replies)
+        if unanswered == 0 { idleSince = now }
+        guard !closing else { return }
+        publishActivity()
+        if timedOut && unanswered == 0 {
+            sendTimeoutReply()
+            return
+        }
+        arm()
+    }
+
+    /// Tells the registry what this connection is doing; false when it was chosen to make room.
+    @discardableResult
+    private func publishActivity() -> Bool {
+        let now: ConnectionActivity
+        if unanswered > 0 || outstandingWrites > 0 || timedOut {
+            now = .busy
+        } else if scanner.midLine {
+            now = .receiving(since: lineStartedAt)
+        } else {
+            now = .idle(since: idleSince)
+        }
+        activity = now
+        return registry.update(id, activity: now)
+    }
+
+    /// The next moment a rule may act, if any.
+    private func nextDeadline() -> NIODeadline? {
+        var next: NIODeadline?
+        func consider(_ deadline: NIODeadline) { next = min(next ?? deadline, deadline) }
+        if outstandingWrites > 0 { consider(lastWriteProgress + requestTimeout) }
+        if scanner.midLine && reading && !timedOut { consider(lineStartedAt + requestTimeout) }
+        if unanswered == 0 && !scanner.midLine && outstandingWrites == 0 && !timedOut { consider(idleSince + idleTimeout) }
+        return next
+    }
+
+    /// One timer at a time, at the earliest deadline; a timer that fires early (the state moved
+    /// on) just looks again.
+    private func arm() {
+        guard !closing, let context, let deadline = nextDeadline() else { return }
+        if let timerDeadline, timerDeadline <= deadline { return }
+        timer?.cancel()
+        timerDeadline = deadline
+        timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
+            timer = nil
+            timerDeadline = nil
+            check()
+        }
+    }
+
+    private func cancelTimer() {
+        timer?.cancel()
+        timer = nil
+        timerDeadline = nil
+    }
+
+    private func check() {
+        guard !closing, let context else { return }
+        let now = self.now
+        if outstandingWrites > 0 && now >= lastWriteProgress + requestTimeout {
+            logs.writeTimeout.log("connection closed: the client did not read its replies within request_timeout",
+                                  metadata: peerMetadata(["request_timeout_s": "\(requestTimeout.nanoseconds / 1_000_000_000)"]),
+                                  on: context.eventLoop)
+            close()
+            return
+        }
+        if scanner.midLine && reading && !timedOut && now >= lineStartedAt + requestTimeout {
+            timedOut = true
+            publishActivity()
+            logs.requestTimeout.log("request line not completed within request_timeout: answered and closed",
+                                    metadata: peerMetadata(["request_timeout_s": "\(requestTimeout.nanoseconds / 1_000_000_000)",
+                                                            "bytes": "\(scanner.partialLength)"]),
+                                    on: context.eventLoop)
+            if unanswered == 0 && outstandingWrites == 0 {
+                sendTimeoutReply()
+            } else {
+                arm()
+            }
+            return
+        }
+        if unanswered == 0 && !scanner.midLine && outstandingWrites == 0 && !timedOut && now >= idleSince + idleTimeout {
+            logs.idleTimeout.log("idle connection closed", metadata: peerMetadata(["idle_timeout_s": "\(idleTimeout.nanoseconds / 1_000_000_000)"]),
+                                 on: context.eventLoop)
+            close()
+            return
+        }
+        arm()
+    }
+
+    private func sendTimeoutReply() {
+        guard let context, !closing else { return }
+        closing = true
+        cancelTimer()
+        let seconds = requestTimeout.nanoseconds / 1_000_000_000
+        let reply = Envelope.failure(id: .null, error: WireError(
+            .invalidRequest, "The request line was not completed within \(seconds) seconds.",
+            details: ["reason": "request_timeout", "request_timeout_s": .integer(seconds)]))
+        // A reply the client does not read must not hold the connection open either.
+        let channel = context.channel
+        let cutoff = context.eventLoop.scheduleTask(in: requestTimeout) { channel.close(promise: nil) }
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: reply))).assumeIsolated().whenComplete { _ in
+            cutoff.cancel()
+            context.close(promise: nil)
+        }
+    }
+
+    private func close() {
+        closing = true
+        cancelTimer()
+        context?.close(promise: nil)
+    }
+
+    private func peerMetadata(_ extra: Logger.Metadata) -> Logger.Metadata {
+        var metadata = extra
+        metadata["peer_uid"] = "\(peer.uid)"
+        metadata["peer_gid"] = "\(peer.gid)"
+        metadata["peer_pid"] = "\(peer.pid)"
+        return metadata
+    }
+}
+
+/// The pipeline of a connection that is not served (peer not allowed, no room, shutting down):
+/// nothing is ever read; the optional reply is written, then the connection is closed.
+final class RefusedConnectionHandler: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let reply: [UInt8]?
+
+    init(reply: [UInt8]?) { self.reply = reply }
+
+    func channelActive(context: ChannelHandlerContext) {
+        guard let reply else {
+            context.close(promise: nil)
+            return
+        }
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: reply))).assumeIsolated().whenComplete { _ in
+            context.close(promise: nil)
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
+
+    func read(context: ChannelHandlerContext) {}
+}
+
+/// The connection events worth a log line, each kind limited to one line a second (with the
+/// number left out), so a client in a loop cannot flood the journal.
+struct ConnectionLogs: Sendable {
+    let refused: RateLimitedLog
+    let full: RateLimitedLog
+    let evicted: RateLimitedLog
+    let requestTimeout: RateLimitedLog
+    let writeTimeout: RateLimitedLog
+    let idleTimeout: RateLimitedLog
+
+    init(logger: Logger, interval: TimeAmount = .seconds(1)) {
+        refused = RateLimitedLog(logger: logger, level: .warning, event: "peer_refused", interval: interval)
+        full = RateLimitedLog(logger: logger, level: .warning, event: "connection_refused", interval: interval)
+        evicted = RateLimitedLog(logger: logger, level: .info, event: "connection_evicted", interval: interval)
+        requestTimeout = RateLimitedLog(logger: logger, level: .notice, event: "request_timeout", interval: interval)
+        writeTimeout = RateLimitedLog(logger: logger, level: .notice, event: "write_timeout", interval: interval)
+        idleTimeout = RateLimitedLog(logger: logger, level: .debug, event: "idle_timeout", interval: interval)
+    }
+}
+
+/// One kind of log line, at most one per interval: a line left out is counted, and the count
+/// comes with the next line (`suppressed=`) or in a summary line when the interval ends.
+final class RateLimitedLog: Sendable {
+    private struct State {
+        var limiter: LogLimiter
+        var lastMetadata: Logger.Metadata = [:]
+    }
+
+    let logger: Logger
+    let level: Logger.Level
+    let event: String
+    private let state: NIOLockedValueBox<State>
+
+    init(logger: Logger, level: Logger.Level, event: String, interval: TimeAmount) {
+        self.logger = logger
+        self.level = level
+        self.event = event
+        self.state = NIOLockedValueBox(State(limiter: LogLimiter(interval: interval)))
+    }
+
+    func log(_ message: String, metadata: Logger.Metadata, on eventLoop: any EventLoop) {
+        guard logger.logLevel <= level else { return }
+        let decision = state.withLockedValue { state in
+            state.lastMetadata = metadata
+            return state.limiter.event(at: eventLoop.now)
+        }
+        switch decision {
+        case .log(let suppressed):
+            var metadata = metadata
+            metadata["event"] = "\(event)"
+            if suppressed > 0 { metadata["suppressed"] = "\(suppressed)" }
+            logger.log(level: level, "\(message)", metadata: metadata)
+        case .suppress(let flushAt):
+            if let flushAt { scheduleFlush(at: flushAt, on: eventLoop) }
+        }
+    }
+
+    private func scheduleFlush(at deadline: NIODeadline, on eventLoop: any EventLoop) {
+        eventLoop.scheduleTask(deadline: deadline) { self.flush(on: eventLoop) }
+    }
+
+    private func flush(on eventLoop: any EventLoop) {
+        let (decision, last) = state.withLockedValue { state in (state.limiter.flush(at: eventLoop.now), state.lastMetadata) }
+        switch decision {
+        case .nothing:
+            break
+        case .later(let deadline):
+            scheduleFlush(at: deadline, on: eventLoop)
+        case .summary(let count):
+            // The left-out lines' details, as the last of them had them.
+            var metadata: Logger.Metadata = last.reduce(into: [:]) { $0["last_" + $1.key] = $1.value }
+            metadata["event"] = "\(event)"
+            metadata["suppressed"] = "\(count)"
+            logger.log(level: level, "\(count) more \(event) events in the last interval (not logged one by one)", metadata: metadata)
+        }
+    }
+}
