@@ -4,6 +4,7 @@ declare(strict_types=1);
 
 namespace MagicLink;
 
+use MagicLink\Admin\CreateUserResult;
 use MagicLink\Admin\DeadLetter;
 use MagicLink\Admin\RetryResult;
 use MagicLink\Admin\SessionRecord;
@@ -53,6 +54,9 @@ final class Client
 
     private int $nextId;
 
+    /** The app every op but hello names (params.app), or null to name none. */
+    private ?string $app;
+
     /**
      * @param string|null $socketPath     the daemon's socket; null: the MAGICLINKD_SOCKET environment
      *                                    variable, else /run/magiclinkd/magiclinkd.sock
@@ -62,6 +66,10 @@ final class Client
      * @param bool        $persistent     keep the connection open across requests of a PHP-FPM
      *                                    worker (STREAM_CLIENT_PERSISTENT); see the README
      * @param int         $maxReplyBytes  a longer reply line is a ProtocolException
+     * @param string|null $app            the app (of a daemon serving several) that every op but
+     *                                    hello names in params.app; null: the MAGICLINKD_APP
+     *                                    environment variable, else none (fine for a daemon with
+     *                                    one app)
      */
     public function __construct(
         ?string $socketPath = null,
@@ -69,6 +77,7 @@ final class Client
         float $readTimeout = 5.0,
         bool $persistent = false,
         int $maxReplyBytes = 1_048_576,
+        ?string $app = null,
     ) {
         if ($socketPath === null) {
             $env = getenv('MAGICLINKD_SOCKET');
@@ -83,6 +92,13 @@ final class Client
         if ($maxReplyBytes < 1) {
             throw new InvalidArgumentException('maxReplyBytes must be positive');
         }
+        if ($app === null) {
+            $env = getenv('MAGICLINKD_APP');
+            $app = \is_string($env) && $env !== '' ? $env : null;
+        } elseif ($app === '') {
+            throw new InvalidArgumentException('the app must be a non-empty app id (or null for none)');
+        }
+        $this->app = $app;
         $this->transport = new Transport($socketPath, $connectTimeout, $readTimeout, $persistent, $maxReplyBytes);
         // Ids only have to differ between the requests one connection carries. A random start
         // keeps a persistent connection that an earlier request abandoned mid-call from
@@ -95,7 +111,13 @@ final class Client
         return $this->transport->path;
     }
 
-    /** The daemon's name, version, protocol version, ops and line limit. */
+    /** The app this client names in every op but hello, or null when it names none. */
+    public function app(): ?string
+    {
+        return $this->app;
+    }
+
+    /** The daemon's name, version, protocol version, ops, line limit and apps. Names no app. */
     public function hello(): ServerInfo
     {
         return ServerInfo::fromFields($this->request('hello', []));
@@ -272,8 +294,22 @@ final class Client
     }
 
     /**
+     * Admin: creates the user with this address in this client's app before its first login
+     * (the daemon's `signup: existing` mails only such users). An address that already has a
+     * user (matched as logins match it) returns that user unchanged, with created false.
+     *
+     * @throws Exception\InvalidEmailException not one plain address
+     */
+    public function adminCreateUser(string $email): CreateUserResult
+    {
+        return CreateUserResult::fromFields($this->request('admin_create_user', ['email' => $email]));
+    }
+
+    /**
      * Calls any op: the path every method above takes, for ops this version has no method for.
-     * $params are sent as given (a null member counts as absent for the daemon).
+     * $params are sent as given (a null member counts as absent for the daemon), plus this
+     * client's app (for every op but hello) when $params is an array or a \stdClass without an
+     * `app` member.
      *
      * @param array<string, mixed>|object $params
      *
@@ -308,6 +344,7 @@ final class Client
             'connectTimeout' => $this->transport->connectTimeout,
             'readTimeout' => $this->transport->readTimeout,
             'persistent' => $this->transport->persistent,
+            'app' => $this->app,
             'connected' => $this->transport->isConnected(),
         ];
     }
@@ -330,6 +367,14 @@ final class Client
     {
         if (\is_array($params) && $params !== [] && array_is_list($params)) {
             throw new InvalidArgumentException('params must be an associative array or an object, not a list');
+        }
+        if ($this->app !== null && $op !== 'hello') {
+            // Every op but hello names its app; an `app` the caller gave (call()) wins.
+            if (\is_array($params) && !\array_key_exists('app', $params)) {
+                $params = ['app' => $this->app] + $params;
+            } elseif ($params instanceof \stdClass && !property_exists($params, 'app')) {
+                $params = (object) (['app' => $this->app] + get_object_vars($params));
+            }
         }
         $id = $this->nextId++;
         $request = ['id' => $id, 'op' => $op];

@@ -105,6 +105,7 @@ final class ConfigTest extends TestCase
             'connectTimeout' => 1.0,
             'readTimeout' => 2.5,
             'persistent' => false,
+            'app' => null,
             'connected' => true,
         ], $client->__debugInfo());
     }

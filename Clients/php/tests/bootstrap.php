@@ -15,6 +15,10 @@ spl_autoload_register(static function (string $class): void {
     }
 });
 
+// A MAGICLINKD_APP of the shell running the tests would make every Client name that app: the
+// tests choose their apps themselves.
+putenv('MAGICLINKD_APP');
+
 // Every test class talks to a real daemon: without one, stop here with a clear message rather
 // than letting PHPUnit skip the tests of each class whose setUpBeforeClass() fails.
 try {

@@ -33,6 +33,10 @@ sys.path.insert(0, str(CLIENT_ROOT / "src"))
 
 import magiclinkd  # noqa: E402
 
+# The tests choose each client's app themselves: one from the environment running them would
+# send every request to an app their daemons do not serve.
+os.environ.pop("MAGICLINKD_APP", None)
+
 READY_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
 MAIL_TIMEOUT = 10.0
@@ -63,10 +67,15 @@ def unique_email(tag: str) -> str:
 class Daemon:
     """One real magiclinkd, configured only by environment variables, in its own temp dir."""
 
-    def __init__(self, **settings: str) -> None:
-        # The tests sign one address in more than once within a minute: no per-address cooldown
-        # unless a test asks for it (the hourly cap of 5 stays).
-        settings.setdefault("rate_limit_email_cooldown", "0")
+    def __init__(self, config: Optional[str] = None, **settings: str) -> None:
+        """``settings`` become ``MAGICLINKD_*`` variables. With ``config`` (YAML text) the daemon
+        reads that file (``MAGICLINKD_CONFIG``) and the environment sets no callback URL,
+        redirect origins or cooldown, which would win over the file."""
+        if config is None:
+            # The tests sign one address in more than once within a minute: no per-address
+            # cooldown unless a test asks for it (the hourly cap of 5 stays).
+            settings.setdefault("rate_limit_email_cooldown", "0")
+        self.config = config
         self.dir = short_tmpdir("mldpy-")
         self.socket = str(self.dir / "d.sock")
         self.outbox = self.dir / "outbox" / "new"
@@ -82,9 +91,16 @@ class Daemon:
             MAGICLINKD_DATABASE=str(self.dir / "db.sqlite"),
             MAGICLINKD_OUTBOX_DIR=str(self.dir / "outbox"),
             MAGICLINKD_MAIL_TRANSPORT="outbox",
-            MAGICLINKD_CALLBACK_URL="https://app.example.com/auth/callback",
-            MAGICLINKD_ALLOWED_REDIRECT_ORIGINS="https://app.example.com",
         )
+        if self.config is None:
+            env.update(
+                MAGICLINKD_CALLBACK_URL="https://app.example.com/auth/callback",
+                MAGICLINKD_ALLOWED_REDIRECT_ORIGINS="https://app.example.com",
+            )
+        else:
+            path = self.dir / "config.yaml"
+            path.write_text(self.config, "utf-8")
+            env["MAGICLINKD_CONFIG"] = str(path)
         env.update({f"MAGICLINKD_{k.upper()}": v for k, v in self.settings.items()})
         return env
 

@@ -15,6 +15,10 @@ require "socket"
 require_relative "support/daemon"
 require_relative "support/fake_server"
 
+# The tests give each client its app themselves: an app from the environment running them
+# would go with every request, to daemons that do not serve it.
+ENV.delete("MAGICLINKD_APP")
+
 module TestSupport
   REPO_ROOT = File.expand_path("../../..", __dir__)
 
@@ -46,10 +50,15 @@ class DaemonTestCase < Minitest::Test
     {}
   end
 
+  # YAML configuration for this class's daemons (MAGICLINKD_CONFIG), or nil for env vars only.
+  def self.daemon_config
+    nil
+  end
+
   def setup
     super
     @clients = []
-    daemon = TestSupport::Daemon.new(extra_env: self.class.daemon_env)
+    daemon = TestSupport::Daemon.new(extra_env: self.class.daemon_env, config: self.class.daemon_config)
     begin
       daemon.start
     rescue StandardError

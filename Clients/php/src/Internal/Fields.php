@@ -98,6 +98,12 @@ final class Fields
         return $items;
     }
 
+    /** @return list<string>|null null when the member is missing (or null) */
+    public function optionalStrings(string $key): ?array
+    {
+        return ($this->data[$key] ?? null) === null ? null : $this->strings($key);
+    }
+
     /** @return list<mixed> */
     private function list(string $key): array
     {

@@ -6,7 +6,8 @@ namespace MagicLink\Tests\Support;
 
 /**
  * A real magiclinkd for one test class: its own short temp dir under /tmp (socket, SQLite
- * database, Maildir outbox), configured only by environment variables.
+ * database, Maildir outbox), configured by environment variables, or (startWithConfig()) by a
+ * YAML file for what variables cannot say (apps:), with only the files' paths in variables.
  */
 final class Daemon
 {
@@ -23,10 +24,37 @@ final class Daemon
     /** The process that started the daemon (a forked test child must not stop it). */
     private int $ownerPid = 0;
 
-    /** @param array<string, string> $extraEnv more MAGICLINKD_* settings */
-    private function __construct(public readonly string $dir, private readonly array $extraEnv)
+    /**
+     * @param array<string, string> $extraEnv more MAGICLINKD_* settings
+     * @param string|null           $config   the YAML config file, if any (then the callback URL
+     *                                        and redirect origins come from it, not from variables,
+     *                                        which would win over it)
+     */
+    private function __construct(public readonly string $dir, private readonly array $extraEnv, private readonly ?string $config = null)
     {
         $this->socket = $dir . '/d.sock';
+    }
+
+    /**
+     * A daemon configured by $yaml (written to config.yaml in its dir, passed as MAGICLINKD_CONFIG);
+     * socket, database and outbox still come from variables.
+     *
+     * @param array<string, string> $extraEnv
+     */
+    public static function startWithConfig(string $yaml, array $extraEnv = []): self
+    {
+        $dir = self::makeDir();
+        $daemon = new self($dir, $extraEnv, $dir . '/config.yaml');
+        try {
+            if (file_put_contents($daemon->config, $yaml) === false) {
+                throw new \RuntimeException("cannot write {$daemon->config}");
+            }
+            $daemon->launch();
+        } catch (\Throwable $e) {
+            self::removeTree($daemon->dir);
+            throw $e;
+        }
+        return $daemon;
     }
 
     /** @param array<string, string> $extraEnv */
@@ -154,8 +182,11 @@ final class Daemon
             'MAGICLINKD_DATABASE' => $this->dir . '/db.sqlite',
             'MAGICLINKD_OUTBOX_DIR' => $this->dir . '/outbox',
             'MAGICLINKD_MAIL_TRANSPORT' => 'outbox',
+        ], $this->config === null ? [
             'MAGICLINKD_CALLBACK_URL' => self::CALLBACK_URL,
             'MAGICLINKD_ALLOWED_REDIRECT_ORIGINS' => self::ALLOWED_ORIGIN,
+        ] : [
+            'MAGICLINKD_CONFIG' => $this->config,
         ], $this->extraEnv);
 
         $log = $this->dir . '/daemon.log';

@@ -9,11 +9,11 @@ final class Mail
 {
     /**
      * Waits (bounded) until $count mails to $address are in the outbox and returns the token
-     * of the newest one.
+     * of the newest one (whose link must start with $callbackUrl, by default Daemon::CALLBACK_URL).
      */
-    public static function waitForToken(Daemon $daemon, string $address, int $count = 1, float $timeout = 15.0): string
+    public static function waitForToken(Daemon $daemon, string $address, int $count = 1, float $timeout = 15.0, ?string $callbackUrl = null): string
     {
-        return self::token(self::waitFor($daemon, $address, $count, $timeout));
+        return self::token(self::waitFor($daemon, $address, $count, $timeout), $callbackUrl);
     }
 
     /** The same for the 6-digit code of the newest mail. */
@@ -63,15 +63,16 @@ final class Mail
         return array_values($found);
     }
 
-    /** The token of the link in the text part. */
-    public static function token(string $raw): string
+    /** The token of the link in the text part; the link must start with $callbackUrl (default Daemon::CALLBACK_URL). */
+    public static function token(string $raw, ?string $callbackUrl = null): string
     {
+        $callbackUrl ??= Daemon::CALLBACK_URL;
         $text = self::text($raw);
         if (preg_match('~[?&]token=([A-Za-z0-9_-]{43})(?![A-Za-z0-9_-])~', $text, $t) !== 1) {
             throw new \RuntimeException('no login link found in the mail');
         }
-        if (!str_contains($text, Daemon::CALLBACK_URL . '?token=' . $t[1])) {
-            throw new \RuntimeException('the link does not start with the callback URL');
+        if (!str_contains($text, $callbackUrl . '?token=' . $t[1])) {
+            throw new \RuntimeException("the link does not start with the callback URL {$callbackUrl}");
         }
         return $t[1];
     }

@@ -8,7 +8,7 @@
 // accepts one connection per line on its stdin.
 //
 // Prints "ready" on stdout once listening. Appends "connect <n>" and "request <n> <op>" lines to
-// the events file. Replies that succeed look like the real daemon's.
+// the events file (mode record: each followed by "params <the params as JSON, or ->"). Replies that succeed look like the real daemon's.
 
 declare(strict_types=1);
 
@@ -163,6 +163,12 @@ while (true) {
                         unset($clients[$key]);
                         break 2;
                     }
+                    fwrite($stream, $goodReply($line, $n));
+                    break;
+                case 'record':
+                    // Notes the params as sent ("-" when absent), then answers as usual.
+                    $raw = json_decode($line);
+                    $event('params ' . ($raw instanceof stdClass && property_exists($raw, 'params') ? json_encode($raw->params) : '-'));
                     fwrite($stream, $goodReply($line, $n));
                     break;
                 case 'drop-all':

@@ -71,6 +71,10 @@ class Client:
     connection, one request at a time). After ``os.fork()`` the child leaves the inherited
     connection to the parent and opens its own. Use it as a context manager, or call
     :meth:`close` when done (a closed client reconnects if it is used again).
+
+    ``app``: the id of the app this client speaks for, on a daemon that serves several (see
+    ``hello().apps``); without it, ``MAGICLINKD_APP``, else none (fine for a daemon with one
+    app). Every op but ``hello`` sends it as ``params.app``.
     """
 
     def __init__(
@@ -80,7 +84,10 @@ class Client:
         connect_timeout: float = 1.0,
         read_timeout: float = 5.0,
         max_reply_bytes: int = 1 << 20,
+        app: Optional[str] = None,
     ) -> None:
+        if app is not None and (not isinstance(app, str) or not app):
+            raise ValueError("app must be a non-empty string (an id from hello().apps)")
         if connect_timeout <= 0 or read_timeout <= 0:
             raise ValueError("connect_timeout and read_timeout must be positive numbers of seconds")
         if max_reply_bytes <= 0:
@@ -91,13 +98,16 @@ class Client:
         self.connect_timeout = float(connect_timeout)
         self.read_timeout = float(read_timeout)
         self.max_reply_bytes = int(max_reply_bytes)
+        #: The app every op but ``hello`` names in ``params.app``; None sends no ``app`` (a
+        #: daemon that serves one app).
+        self.app: Optional[str] = app if app is not None else (os.environ.get("MAGICLINKD_APP") or None)
         self._lock = threading.Lock()
         self._conn: Optional[Connection] = None
         self._last_id = 0
         _clients.add(self)
 
     def __repr__(self) -> str:
-        return f"<magiclinkd.Client socket_path={self.socket_path!r}>"
+        return f"<magiclinkd.Client socket_path={self.socket_path!r} app={self.app!r}>"
 
     def __enter__(self) -> "Client":
         return self
@@ -118,7 +128,7 @@ class Client:
     # --- app operations -------------------------------------------------------------------------
 
     def hello(self) -> ServerInfo:
-        """The daemon's name, version, protocol and ops."""
+        """The daemon's name, version, protocol, ops and apps (never sends ``app``)."""
         return ServerInfo.from_wire(self.call("hello"))
 
     def start(
@@ -234,11 +244,14 @@ class Client:
         """Send one op and return its ``result`` object, or raise its error.
 
         Members of ``params`` whose value is ``None`` are not sent (the protocol treats null as
-        absent). Every per-op method goes through here.
+        absent). The client's ``app`` is added for every op but ``hello`` unless ``params``
+        names one. Every per-op method goes through here.
         """
         if not isinstance(op, str):
             raise TypeError("op must be a str")
         request: Dict[str, Any] = {"id": 0, "op": op}
+        if self.app is not None and op != "hello" and (params is None or params.get("app") is None):
+            params = {**(params or {}), "app": self.app}
         if params is not None:
             request["params"] = {k: v for k, v in params.items() if v is not None}
         with self._lock:

@@ -30,13 +30,16 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ServerInfo:
-    """``hello``: who answers and what it can do."""
+    """``hello``: who answers and what it can do. ``apps``: the ids of the apps the daemon
+    serves (pass one as ``Client(app=…)`` when there are several); None from a daemon older
+    than apps."""
 
     server: str
     version: str
     protocol: int
     ops: Tuple[str, ...]
     max_line_bytes: int
+    apps: Optional[Tuple[str, ...]] = None
 
     @classmethod
     def from_wire(cls, r: Mapping[str, Any]) -> "ServerInfo":
@@ -46,6 +49,7 @@ class ServerInfo:
             protocol=_int(r, "protocol"),
             ops=tuple(_str_list(r, "ops")),
             max_line_bytes=_int(r, "max_line_bytes"),
+            apps=tuple(_str_list(r, "apps")) if r.get("apps") is not None else None,
         )
 
 

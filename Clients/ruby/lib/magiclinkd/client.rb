@@ -14,6 +14,9 @@ module Magiclinkd
   #   login = client.callback(params[:token], flow: cookies[:magiclink_flow], ip: request.ip)
   #   info  = client.session(cookies[:magiclink_session])   # raises InvalidSession when over
   #
+  # On a daemon that serves several apps, name yours: Client.new(app: "shop") (or set
+  # MAGICLINKD_APP); every operation but hello then sends it as params.app.
+  #
   # Constructing a client never touches the socket; the first call connects, and later calls
   # reuse that one connection. A client may be shared by threads (calls are serialised by a
   # mutex) and survives fork (a child process opens its own connection).
@@ -29,6 +32,9 @@ module Magiclinkd
     SAFE_TO_REPEAT = %w[hello peek session admin_status admin_sessions admin_dead_letters].freeze
 
     attr_reader :socket_path, :connect_timeout, :read_timeout
+
+    # The id of the app every operation but hello names in params.app, or nil for none.
+    attr_reader :app
 
     # Opens a client, yields it and closes its connection afterwards (or just returns it).
     def self.open(**options)
@@ -46,9 +52,13 @@ module Magiclinkd
     #                  DEFAULT_SOCKET_PATH (/run/magiclinkd/magiclinkd.sock).
     # connect_timeout: seconds to wait for the connection (default 1).
     # read_timeout:    seconds to wait for each reply (default 5).
+    # app:             the app (of a daemon serving several, see hello.apps) that every
+    #                  operation but hello names in params.app; default ENV["MAGICLINKD_APP"],
+    #                  else none (fine for a daemon with one app).
     def initialize(socket_path: nil, connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-                   read_timeout: DEFAULT_READ_TIMEOUT, max_reply_bytes: DEFAULT_MAX_REPLY_BYTES)
+                   read_timeout: DEFAULT_READ_TIMEOUT, max_reply_bytes: DEFAULT_MAX_REPLY_BYTES, app: nil)
       @socket_path = (socket_path || env_socket_path || DEFAULT_SOCKET_PATH).to_s.dup.freeze
+      @app = app.nil? ? env_app : app_id(app)
       @connect_timeout = positive(connect_timeout, :connect_timeout)
       @read_timeout = positive(read_timeout, :read_timeout)
       @max_reply_bytes = Integer(max_reply_bytes)
@@ -60,7 +70,8 @@ module Magiclinkd
 
     # -- app operations ---------------------------------------------------------------------
 
-    # The daemon's name, version, protocol and operations. Safe to repeat.
+    # The daemon's name, version, protocol, operations and apps (#apps: nil from a daemon older
+    # than apps). Names no app. Safe to repeat.
     def hello
       ServerInfo.from_wire(call("hello"))
     end
@@ -156,16 +167,26 @@ module Magiclinkd
       Value::Wire.fetch(call("admin_purge"), "removed", Integer)
     end
 
+    # Creates the user with this address in the client's app before its first login (a daemon
+    # with `signup: existing` mails only such users): a CreateUserResult (#user, #created?:
+    # false when the address already had a user, which is returned unchanged).
+    # Raises InvalidEmail.
+    def admin_create_user(email)
+      CreateUserResult.from_wire(call("admin_create_user", compact(email: email)))
+    end
+
     # -- generic -----------------------------------------------------------------------------
 
     # Sends any operation with `params` (a Hash, sent as given; nil omits it) and returns the
     # decoded `result` Hash, or raises the ServerError subclass for the reply's error code.
-    # Every method above goes through here.
+    # The client's #app is added as params["app"] for every op but hello, unless `params` names
+    # an app itself. Every method above goes through here.
     def call(op, params = nil)
       raise ArgumentError, "op must be a String or Symbol" unless op.is_a?(String) || op.is_a?(Symbol)
       raise ArgumentError, "params must be a Hash or nil" unless params.nil? || params.is_a?(Hash)
 
       op = op.to_s
+      params = with_app(params) if @app && op != "hello"
       payload = ",\"op\":#{encode(op, 'op')}"
       payload += ",\"params\":#{encode(params, 'params')}" unless params.nil?
       @mutex.synchronize do
@@ -185,7 +206,7 @@ module Magiclinkd
 
     def inspect
       "#<#{self.class.name} socket_path=#{@socket_path.inspect} connect_timeout=#{@connect_timeout} " \
-        "read_timeout=#{@read_timeout} connected=#{!@connection.nil?}>"
+        "read_timeout=#{@read_timeout} app=#{@app.inspect} connected=#{!@connection.nil?}>"
     end
 
     # @api private: for tests. How many connections this client has opened.
@@ -365,6 +386,27 @@ module Magiclinkd
       end
     rescue EncodingError
       raise ArgumentError, "#{path} cannot be converted to UTF-8"
+    end
+
+    # `params` plus "app" => the client's app, unless it names a (non-nil) app of its own.
+    def with_app(params)
+      params ||= {}
+      return params if params.any? { |k, v| k.to_s == "app" && !v.nil? }
+
+      params.reject { |k, _| k.to_s == "app" }.merge("app" => @app)
+    end
+
+    def app_id(app)
+      unless (app.is_a?(String) || app.is_a?(Symbol)) && !app.empty?
+        raise ArgumentError, "app must be a non-empty String (an id from hello.apps), or nil"
+      end
+
+      app.to_s.dup.freeze
+    end
+
+    def env_app
+      app = ENV.fetch("MAGICLINKD_APP", nil)
+      app.nil? || app.empty? ? nil : app.dup.freeze
     end
 
     def compact(**params)

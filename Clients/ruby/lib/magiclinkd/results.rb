@@ -62,15 +62,17 @@ module Magiclinkd
     end
   end
 
-  # Result of Client#hello.
-  ServerInfo = Struct.new(:server, :version, :protocol, :ops, :max_line_bytes, keyword_init: true) do
+  # Result of Client#hello. #apps lists the ids of the apps the daemon serves (give one to
+  # Client.new(app:) when there are several); nil from a daemon older than apps.
+  ServerInfo = Struct.new(:server, :version, :protocol, :ops, :max_line_bytes, :apps, keyword_init: true) do
     include Value
 
     def self.from_wire(h)
       w = Value::Wire
       new(server: w.fetch(h, "server", String), version: w.fetch(h, "version", String),
           protocol: w.fetch(h, "protocol", Integer), ops: w.list(h, "ops").dup.freeze,
-          max_line_bytes: w.fetch(h, "max_line_bytes", Integer))
+          max_line_bytes: w.fetch(h, "max_line_bytes", Integer),
+          apps: w.fetch(h, "apps", Array, optional: true)&.dup&.freeze)
     end
   end
 
@@ -211,6 +213,21 @@ module Magiclinkd
     def self.from_wire(h)
       w = Value::Wire
       new(retried: w.fetch(h, "retried", true, false), reason: w.fetch(h, "reason", String, optional: true))
+    end
+  end
+
+  # Result of Client#admin_create_user: the #user with that address, and #created? (false when
+  # the address already had a user, which is returned unchanged).
+  CreateUserResult = Struct.new(:user, :created, keyword_init: true) do
+    include Value
+
+    def created?
+      created
+    end
+
+    def self.from_wire(h)
+      w = Value::Wire
+      new(user: User.from_wire(w.fetch(h, "user", Hash)), created: w.fetch(h, "created", true, false))
     end
   end
 end

@@ -4,8 +4,11 @@ require "tmpdir"
 require "fileutils"
 
 module TestSupport
-  # A real magiclinkd started for a test: own short temp dir under /tmp, configured only by
-  # environment variables (every inherited MAGICLINKD_* variable removed), stopped with SIGTERM.
+  # A real magiclinkd started for a test: own short temp dir under /tmp, configured by
+  # environment variables (every inherited MAGICLINKD_* variable removed), or, given `config`
+  # (YAML text, e.g. with `apps:`), by that file in MAGICLINKD_CONFIG plus only the variables
+  # for the socket, database and outbox (the callback URL and origins would win over the file);
+  # stopped with SIGTERM.
   class Daemon
     CALLBACK_URL = "https://app.example.com/auth/callback"
     ORIGIN = "https://app.example.com"
@@ -22,16 +25,18 @@ module TestSupport
 
     attr_reader :dir, :pid
 
-    def initialize(extra_env: {})
+    def initialize(extra_env: {}, config: nil)
       @binary = self.class.binary
       @dir = Dir.mktmpdir("mldrb", "/tmp")
       @extra_env = extra_env
+      @config = config
       @pid = nil
     end
 
     def socket_path = File.join(@dir, "d.sock")
     def outbox = File.join(@dir, "outbox")
     def log_path = File.join(@dir, "daemon.log")
+    def config_path = File.join(@dir, "config.yaml")
 
     def log
       File.exist?(log_path) ? File.read(log_path) : "(no log)"
@@ -39,20 +44,26 @@ module TestSupport
 
     def env
       cleaned = ENV.keys.grep(/\AMAGICLINKD_/).to_h { |k| [k, nil] }
-      cleaned.merge(
+      env = cleaned.merge(
         "MAGICLINKD_SOCKET" => socket_path,
         "MAGICLINKD_DATABASE" => File.join(@dir, "db.sqlite"),
         "MAGICLINKD_OUTBOX_DIR" => outbox,
-        "MAGICLINKD_MAIL_TRANSPORT" => "outbox",
-        "MAGICLINKD_CALLBACK_URL" => CALLBACK_URL,
-        "MAGICLINKD_ALLOWED_REDIRECT_ORIGINS" => ORIGIN
-      ).merge(@extra_env)
+        "MAGICLINKD_MAIL_TRANSPORT" => "outbox"
+      )
+      if @config
+        env["MAGICLINKD_CONFIG"] = config_path
+      else
+        env["MAGICLINKD_CALLBACK_URL"] = CALLBACK_URL
+        env["MAGICLINKD_ALLOWED_REDIRECT_ORIGINS"] = ORIGIN
+      end
+      env.merge(@extra_env)
     end
 
     # Starts the daemon and waits (bounded) until `hello` answers.
     def start(timeout: 20)
       raise "already running" if running?
 
+      File.write(config_path, @config) if @config
       @pid = Process.spawn(env, @binary, "serve", chdir: @dir, in: File::NULL,
                                                             %i[out err] => [log_path, "a"])
       ready = TestSupport.wait_until(timeout: timeout, interval: 0.02) do
@@ -151,6 +162,14 @@ module TestSupport
     # for finding the link and the code).
     def self.decode_mail(raw)
       raw.gsub("\r\n", "\n").gsub("=\n", "").gsub(/=(\h\h)/) { Regexp.last_match(1).hex.chr }
+    end
+
+    # The login link (callback URL and token) in a mail.
+    def self.link_from_mail(raw)
+      link = decode_mail(raw)[%r{https?://[^\s"<>?]+[?&]token=[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])}]
+      raise "no token link in mail" unless link
+
+      link
     end
 
     def self.token_from_mail(raw)
