@@ -29,6 +29,8 @@ public protocol AuthTransaction: AuthReadTransaction {
     /// Counts one more `peek` of the token.
     func recordPeek(hash: [UInt8]) throws
     func enqueueMail(_ mail: QueuedMail) throws
+    /// Removes a message queued in the same transaction (a refused signup's stand-in).
+    func withdrawMail(messageID: String) throws
     func insertUser(_ user: UserRecord) throws
     func insertSession(_ session: SessionRecord) throws
     func touchSession(hash: [UInt8], idleExpiresAt: Int64, touchedAt: Int64) throws

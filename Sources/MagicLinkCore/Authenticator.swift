@@ -212,6 +212,8 @@ public struct Authenticator: Sendable {
         let flow = Secret.generate(using: random)
         let code = request.send.sendsCode ? Self.generateCode(using: random) : nil
         let messageID = hex(random.bytes(16)) + "@" + policy.messageIDDomain
+        // Stand-ins for a refused signup: hashes of nothing anyone holds.
+        let decoyHashes = (token: Secret.generate(using: random).hash, code: Secret.generate(using: random).hash)
         let sealed = try sealer.seal(MailSecrets(token: token.text, code: code, send: request.send).payload, messageID: messageID)
         let expiresAt = now + policy.tokenTTL
 
@@ -237,29 +239,23 @@ public struct Authenticator: Sendable {
             if try tx.pendingMailCount() >= policy.mailQueueLimit { throw AuthError.mailQueueFull }
 
             let isExistingUser = try tx.user(appID: policy.appID, emailKey: email.matchKey) != nil
-            guard policy.signup.allows(email, isExistingUser: isExistingUser) else {
-                // Refused by the signup policy: the same reply, limits and work as an accepted
-                // request, minus the mail. The flow and code lead nowhere (no token is mailed,
-                // the code hash matches no code), so `verify_code` answers as for a real flow.
-                try tx.insertToken(LoginTokenRecord(
-                    hash: Secret.generate(using: random).hash, email: email.address, emailKey: email.matchKey,
-                    redirect: redirect, createdAt: now, expiresAt: expiresAt, ip: request.ip,
-                    userAgent: request.userAgent.map(Self.clipUserAgent), flowHash: flow.hash,
-                    codeHash: request.send.sendsCode ? Secret.generate(using: random).hash : nil, appID: policy.appID))
-                for (key, _) in limits { try tx.recordRateEvent(key: key, at: now) }
-                return false
-            }
+            // A refused address (signup policy) takes the same path with the same statements,
+            // so neither the reply, the limits, older flows (superseded either way) nor the work
+            // done tell it apart; only its token hash and code hash match nothing, and its mail
+            // is withdrawn before the commit.
+            let allowed = policy.signup.allows(email, isExistingUser: isExistingUser)
             try tx.supersedeTokens(appID: policy.appID, emailKey: email.matchKey, at: now)
             try tx.insertToken(LoginTokenRecord(
-                hash: token.hash, email: email.address, emailKey: email.matchKey, redirect: redirect,
-                createdAt: now, expiresAt: expiresAt, ip: request.ip,
+                hash: allowed ? token.hash : decoyHashes.token, email: email.address, emailKey: email.matchKey,
+                redirect: redirect, createdAt: now, expiresAt: expiresAt, ip: request.ip,
                 userAgent: request.userAgent.map(Self.clipUserAgent), flowHash: flow.hash,
-                codeHash: code.map { Self.codeHash(flow: flow.text, code: $0) }, appID: policy.appID))
+                codeHash: code.map { allowed ? Self.codeHash(flow: flow.text, code: $0) : decoyHashes.code }, appID: policy.appID))
             try tx.enqueueMail(QueuedMail(
                 messageID: messageID, kind: .login, recipient: email.address, sealedToken: sealed,
                 createdAt: now, expiresAt: expiresAt, locale: request.locale, appID: policy.appID))
+            if !allowed { try tx.withdrawMail(messageID: messageID) }
             for (key, _) in limits { try tx.recordRateEvent(key: key, at: now) }
-            return true
+            return allowed
         }
         return StartResult(expiresAt: expiresAt, flow: flow.text, maskedEmail: email.masked, messageID: messageID, mailed: mailed)
     }
@@ -285,8 +281,8 @@ public struct Authenticator: Sendable {
         return try store.write { tx in
             guard let record = try tx.token(hash: tokenHash), record.appID == policy.appID else { throw AuthError.invalidToken(.unknown) }
             if let rejection = Self.rejection(of: record, at: now) { throw AuthError.invalidToken(rejection) }
-            // Tokens from before flows existed have no flow to match.
-            if let expected = record.flowHash, flowHash != expected {
+            // A token from before flows existed has no flow: no browser can match it.
+            if record.flowHash == nil || flowHash != record.flowHash {
                 if policy.flowBinding == .strict { throw AuthError.flowMismatch }
                 if !confirm {
                     throw AuthError.confirmationRequired(emailMasked: Self.masked(record.email), requestedAt: record.createdAt)
@@ -349,6 +345,8 @@ public struct Authenticator: Sendable {
         let tokenHash = Secret.hash(of: token)
         let flowHash = flow.flatMap { Secret.isWellFormed($0) ? Secret.hash(of: $0) : nil }
         let now = time.now()
+        // Unknown tokens (guesses, junk) only cost a read; a look at a real link is counted.
+        guard try store.read({ try $0.token(hash: tokenHash) }).map({ $0.appID == policy.appID }) == true else { return unknown }
         return try store.write { tx in
             guard let record = try tx.token(hash: tokenHash), record.appID == policy.appID else { return unknown }
             try tx.recordPeek(hash: tokenHash)
@@ -393,8 +391,19 @@ public struct Authenticator: Sendable {
 
     /// Checks a session and slides its idle expiry, writing at most once per touch interval.
     /// With the client's `ip`, failures count towards that IP's throttle.
+    /// A valid session is always answered, even from a throttled IP (one client behind a shared
+    /// NAT must not sign out everyone else there); failures count, and once the IP is throttled
+    /// its failed checks get `rate_limited` instead of `invalid_session`.
     public func session(_ text: String, ip: String? = nil) throws -> SessionInfo {
-        try throttled(ip: ip) { try sessionUnthrottled(text) }
+        guard let ip else { return try sessionUnthrottled(text) }
+        let key = try Self.rateKey(forIP: ip)
+        do {
+            return try sessionUnthrottled(text)
+        } catch AuthError.invalidSession {
+            if let retry = failures.retryAfter(key) { throw AuthError.rateLimited(retryAfterSeconds: retry) }
+            failures.recordFailure(key)
+            throw AuthError.invalidSession
+        }
     }
 
     private func sessionUnthrottled(_ text: String) throws -> SessionInfo {

@@ -98,9 +98,10 @@ final class Dispatcher: Sendable {
                                      locale: locale, send: send)
             do {
                 let result = try await blocking { try authenticator.start(start) }
+                // Woken either way: a refused signup must not be quicker to answer.
+                mailWakeup.signal()
                 if result.mailed {
                     logger.info("login requested", metadata: ["event": "start", "email": "\(result.maskedEmail)", "message_id": "\(result.messageID)"])
-                    mailWakeup.signal()
                 } else {
                     logger.info("login refused by the signup policy; answered as usual, no mail", metadata: ["event": "start_refused", "reason": "signup_policy", "email": "\(result.maskedEmail)"])
                 }

@@ -433,6 +433,10 @@ struct Transaction: AuthTransaction {
         try connection.run("UPDATE login_tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL", [.integer(at), .blob(hash)]) == 1
     }
 
+    func withdrawMail(messageID: String) throws {
+        try connection.run("DELETE FROM mail_queue WHERE message_id = ? AND state = 'queued'", [.text(messageID)])
+    }
+
     func enqueueMail(_ mail: QueuedMail) throws {
         try connection.run("""
             INSERT INTO mail_queue (message_id, kind, recipient, sealed_token, created_at, expires_at, next_attempt_at, locale, app_id)

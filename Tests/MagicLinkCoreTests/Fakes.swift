@@ -87,6 +87,7 @@ final class InMemoryStore: AuthStore, @unchecked Sendable {
             return true
         }
         func enqueueMail(_ mail: QueuedMail) throws { store.state.mail.append(mail) }
+        func withdrawMail(messageID: String) throws { store.state.mail.removeAll { $0.messageID == messageID } }
         func insertUser(_ user: UserRecord) throws { store.state.users[user.appID + "|" + user.emailKey] = user }
         func insertSession(_ session: SessionRecord) throws { store.state.sessions[session.hash] = session }
         func touchSession(hash: [UInt8], idleExpiresAt: Int64, touchedAt: Int64) throws {

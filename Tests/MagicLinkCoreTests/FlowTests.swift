@@ -58,11 +58,37 @@ final class FlowTests: XCTestCase {
         XCTAssertNoThrow(try auth.callback(token: secrets.token, flow: flow))
     }
 
-    func testTokensFromBeforeFlowsStillLogIn() throws {
-        let auth = makeAuthenticator(.strict)
-        let (_, secrets) = try begin(auth, "old@example.com")
-        store.state.tokens[Secret.hash(of: secrets.token)]?.flowHash = nil  // as migrated from v1
-        XCTAssertNoThrow(try auth.callback(token: secrets.token))
+    func testTokensFromBeforeFlowsMatchNoBrowser() throws {
+        for binding in FlowBinding.allCases {
+            let auth = makeAuthenticator(binding)
+            let (flow, secrets) = try begin(auth, "old-\(binding)@example.com")
+            let record = try XCTUnwrap(store.state.tokens[Secret.hash(of: secrets.token)])
+            store.state.tokens[record.hash]?.flowHash = nil  // as migrated from v1
+            if binding == .strict {
+                assertAuthError(.flowMismatch, try auth.callback(token: secrets.token, flow: flow, confirm: true))
+            } else {
+                assertAuthError(.confirmationRequired(emailMasked: "o***@example.com", requestedAt: record.createdAt),
+                                try auth.callback(token: secrets.token, flow: flow))
+                XCTAssertNoThrow(try auth.callback(token: secrets.token, confirm: true))
+            }
+        }
+    }
+
+    func testARefusedSignupSupersedesOlderFlowsLikeAnAcceptedOne() throws {
+        var policy = AuthPolicy(callbackURL: "https://app.example.com/cb", redirects: try RedirectPolicy(allowedOrigins: []))
+        policy.signup = .existing
+        policy.addressCooldown = 0
+        let auth = Authenticator(policy: policy, store: store, sealer: sealer, time: time, random: SystemRandom())
+        _ = try auth.createUser(email: "member@example.com")
+        var replies: [String: AuthError] = [:]
+        for who in ["member@example.com", "stranger@example.com"] {
+            let first = try auth.start(StartRequest(email: who, send: .code)).flow
+            _ = try auth.start(StartRequest(email: who, send: .code))
+            XCTAssertThrowsError(try auth.verifyCode(flow: first, code: "000000")) { replies[who] = $0 as? AuthError }
+        }
+        XCTAssertEqual(replies["member@example.com"], .invalidToken(.expired))
+        XCTAssertEqual(replies["stranger@example.com"], .invalidToken(.expired), "no enumeration through superseded flows")
+        XCTAssertEqual(store.state.mail.map(\.recipient), ["member@example.com", "member@example.com"], "the stranger got no mail")
     }
 
     func testPeekCountsAndConsumesNothing() throws {
@@ -155,16 +181,22 @@ final class FailureThrottleTests: XCTestCase {
         XCTAssertEqual(throttle.retryAfter("ip:a"), 10)
     }
 
-    func testCapacityDropsTheStalestKey() {
+    func testAFullTableNeverFreesAThrottledKey() {
         let time = ManualTime()
         let throttle = FailureThrottle(limit: RateLimit(maximum: 1, window: 1_000), time: time, capacity: 2)
-        throttle.recordFailure("old")
+        throttle.recordFailure("attacker")
+        XCTAssertNotNil(throttle.retryAfter("attacker"))
         time.advance(1)
-        throttle.recordFailure("mid")
-        time.advance(1)
-        throttle.recordFailure("new")
-        XCTAssertNil(throttle.retryAfter("old"), "evicted")
-        XCTAssertNotNil(throttle.retryAfter("mid"))
-        XCTAssertNotNil(throttle.retryAfter("new"))
+        throttle.recordFailure("flood-1")
+        // Full: new keys share the overflow entry instead of pushing out tracked ones.
+        for i in 2...50 { throttle.recordFailure("flood-\(i)") }
+        XCTAssertNotNil(throttle.retryAfter("attacker"), "still throttled after the flood")
+        XCTAssertNotNil(throttle.retryAfter("flood-99"), "untracked keys answer for the overflow entry")
+        // Once failures leave the window, their entries are dropped and new keys are tracked again.
+        time.advance(1_000)
+        throttle.recordFailure("late")
+        XCTAssertNil(throttle.retryAfter("attacker"))
+        XCTAssertNotNil(throttle.retryAfter("late"))
+        XCTAssertNil(throttle.retryAfter("flood-7"))
     }
 }

@@ -60,8 +60,12 @@ def test_a_database_from_before_apps_upgrades_in_place(daemon_factory):
         # The old session is still valid, for the same user.
         info = ok(c.call("session", {"session": old["session"]}))
         assert info["user"] == {"id": old["user_id"], "email": "Old@example.com"}
-        # An old link (no flow existed then) still logs in, and lands on the same user.
-        login = ok(c.call("callback", {"token": old["token"]}))
+        # An old link (no flow existed then) matches no browser: it asks for confirmation like any
+        # link opened elsewhere, and then lands on the same user.
+        peek = ok(c.call("peek", {"token": old["token"]}))
+        assert peek["valid"] is True and peek["flow_matches"] is False
+        err(c.call("callback", {"token": old["token"]}), "confirmation_required")
+        login = ok(c.call("callback", {"token": old["token"], "confirm": True}))
         assert login["user"]["id"] == old["user_id"] and login["redirect"] == "/back"
         # New logins of the same address find the migrated user.
         assert d.login("old@EXAMPLE.com", client=c)["user"]["id"] == old["user_id"]

@@ -93,3 +93,19 @@ def test_signup_settings_are_checked(daemon_factory):
     assert r.returncode == 78 and b"open, domains, existing" in r.stderr, r
     r = run_cli(["check-config"], env_extra={"MAGICLINKD_SIGNUP": "domains", "MAGICLINKD_SIGNUP_DOMAINS": "not a domain!"})
     assert r.returncode == 78 and b"signup_domains" in r.stderr, r
+
+
+def test_superseded_flows_do_not_tell_members_from_strangers(daemon_factory):
+    # A second start replaces the first flow for members and strangers alike: verify_code on the
+    # first flow answers the same for both (a review found strangers' first flows left alive).
+    d = daemon_factory({"MAGICLINKD_SIGNUP": "existing"})
+    member, stranger = unique_email("m"), unique_email("s")
+    with d.client() as c:
+        ok(c.call("admin_create_user", {"email": member}))
+        answers = {}
+        for who in (member, stranger):
+            first = ok(c.call("start", {"email": who, "send": "code"}))["flow"]
+            ok(c.call("start", {"email": who, "send": "code"}))
+            reply = c.call("verify_code", {"flow": first, "code": "000000"})
+            answers[who] = (reply["error"]["code"], reply["error"]["details"])
+        assert answers[member] == answers[stranger] == ("invalid_token", {"reason": "expired"}), answers
