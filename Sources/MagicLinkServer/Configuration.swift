@@ -322,6 +322,7 @@ public struct Configuration: Sendable {
     /// password file's path).
     public var effectiveSettings: [(key: String, value: String)] {
         [("app_id", apps.isEmpty ? appID : "(apps: " + apps.map(\.id).joined(separator: ", ") + ")"),
+         ("apps", "[" + apps.map(\.id).joined(separator: ", ") + "]"),
             ("socket", socket), ("socket_mode", "0" + String(socketMode, radix: 8)), ("database", database),
             ("key_file", effectiveKeyFile), ("callback_url", callbackURL),
             ("allowed_redirect_origins", "[" + allowedRedirectOrigins.joined(separator: ", ") + "]"),
