@@ -7,29 +7,12 @@ namespace MagicLink\Tests;
 use MagicLink\Client;
 use MagicLink\Exception\ConnectionException;
 use MagicLink\Tests\Support\Daemon;
-use PHPUnit\Framework\TestCase;
+use MagicLink\Tests\Support\DaemonTestCase;
 
 /** Which socket the client uses, and that constructing it touches nothing. */
-final class ConfigTest extends TestCase
+final class ConfigTest extends DaemonTestCase
 {
-    private static ?Daemon $daemon = null;
-
     private string|false $savedEnv = false;
-
-    public static function setUpBeforeClass(): void
-    {
-        self::$daemon = Daemon::start();
-    }
-
-    public static function tearDownAfterClass(): void
-    {
-        try {
-            self::$daemon?->stop();
-        } finally {
-            self::$daemon?->cleanUp();
-            self::$daemon = null;
-        }
-    }
 
     protected function setUp(): void
     {

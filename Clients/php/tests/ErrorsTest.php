@@ -27,43 +27,13 @@ use MagicLink\Exception\TransportException;
 use MagicLink\Exception\UnavailableException;
 use MagicLink\Exception\UnknownOpException;
 use MagicLink\Tests\Support\Daemon;
-use MagicLink\Tests\Support\FakeServer;
-use PHPUnit\Framework\TestCase;
+use MagicLink\Tests\Support\DaemonTestCase;
+use MagicLink\Tests\Support\FakeServers;
 
 /** The exception hierarchy, and how the client treats replies that are not the protocol. */
-final class ErrorsTest extends TestCase
+final class ErrorsTest extends DaemonTestCase
 {
-    private static ?Daemon $daemon = null;
-
-    /** @var list<FakeServer> */
-    private array $fakes = [];
-
-    public static function setUpBeforeClass(): void
-    {
-        self::$daemon = Daemon::start();
-    }
-
-    public static function tearDownAfterClass(): void
-    {
-        try {
-            self::$daemon?->stop();
-        } finally {
-            self::$daemon?->cleanUp();
-            self::$daemon = null;
-        }
-    }
-
-    protected function tearDown(): void
-    {
-        foreach ($this->fakes as $fake) {
-            $fake->stop();
-        }
-    }
-
-    private function fake(string $mode): FakeServer
-    {
-        return $this->fakes[] = new FakeServer($mode);
-    }
+    use FakeServers;
 
     public function testHierarchy(): void
     {

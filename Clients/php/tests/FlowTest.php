@@ -21,31 +21,18 @@ use MagicLink\Exception\ServerException;
 use MagicLink\Login;
 use MagicLink\PeekResult;
 use MagicLink\Tests\Support\Daemon;
+use MagicLink\Tests\Support\DaemonTestCase;
 use MagicLink\Tests\Support\Mail;
-use PHPUnit\Framework\TestCase;
 
 /** Whole logins against a real daemon: mail in the outbox, the link's token, the session. */
-final class FlowTest extends TestCase
+final class FlowTest extends DaemonTestCase
 {
-    private static ?Daemon $daemon = null;
-
     private Client $client;
 
-    public static function setUpBeforeClass(): void
+    /** No cooldown between two starts for one address, so that a test can replace a link; the hourly cap (5) stays. */
+    protected static function daemonEnvironment(): array
     {
-        // No cooldown between two starts for one address, so that a test can replace a link;
-        // the hourly cap (5) stays.
-        self::$daemon = Daemon::start(['MAGICLINKD_RATE_LIMIT_EMAIL_COOLDOWN' => '0', 'MAGICLINKD_RATE_LIMIT_EMAIL_MAX' => '5']);
-    }
-
-    public static function tearDownAfterClass(): void
-    {
-        try {
-            self::$daemon?->stop();
-        } finally {
-            self::$daemon?->cleanUp();
-            self::$daemon = null;
-        }
+        return ['MAGICLINKD_RATE_LIMIT_EMAIL_COOLDOWN' => '0', 'MAGICLINKD_RATE_LIMIT_EMAIL_MAX' => '5'];
     }
 
     protected function setUp(): void

@@ -7,7 +7,7 @@ namespace MagicLink\Tests;
 use MagicLink\Client;
 use MagicLink\Exception\InvalidSessionException;
 use MagicLink\Tests\Support\Daemon;
-use PHPUnit\Framework\TestCase;
+use MagicLink\Tests\Support\DaemonTestCase;
 
 /**
  * A Client used on both sides of pcntl_fork(): the child must open its own connection, never
@@ -16,26 +16,9 @@ use PHPUnit\Framework\TestCase;
  *
  * @requires extension pcntl
  */
-final class ForkTest extends TestCase
+final class ForkTest extends DaemonTestCase
 {
-    private static ?Daemon $daemon = null;
-
     private string $reportDir;
-
-    public static function setUpBeforeClass(): void
-    {
-        self::$daemon = Daemon::start();
-    }
-
-    public static function tearDownAfterClass(): void
-    {
-        try {
-            self::$daemon?->stop();
-        } finally {
-            self::$daemon?->cleanUp();
-            self::$daemon = null;
-        }
-    }
 
     protected function setUp(): void
     {

@@ -6,35 +6,17 @@ namespace MagicLink\Tests;
 
 use MagicLink\Client;
 use MagicLink\Exception\TimeoutException;
-use MagicLink\Tests\Support\Daemon;
+use MagicLink\Tests\Support\DaemonTestCase;
 use MagicLink\Tests\Support\FakeServer;
-use PHPUnit\Framework\TestCase;
 
 /**
  * persistent: true keeps one connection per socket path per process (per PHP-FPM worker) across
  * Client instances, the way PHP-FPM would across requests. PHP's persistent list is
  * process-wide, so the test process plays the worker.
  */
-final class PersistentTest extends TestCase
+final class PersistentTest extends DaemonTestCase
 {
-    private static ?Daemon $daemon = null;
-
     private ?FakeServer $fake = null;
-
-    public static function setUpBeforeClass(): void
-    {
-        self::$daemon = Daemon::start();
-    }
-
-    public static function tearDownAfterClass(): void
-    {
-        try {
-            self::$daemon?->stop();
-        } finally {
-            self::$daemon?->cleanUp();
-            self::$daemon = null;
-        }
-    }
 
     protected function tearDown(): void
     {

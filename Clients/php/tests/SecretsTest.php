@@ -10,31 +10,13 @@ use MagicLink\Exception\InvalidTokenException;
 use MagicLink\Exception\ProtocolException;
 use MagicLink\Exception\TimeoutException;
 use MagicLink\Login;
-use MagicLink\Tests\Support\Daemon;
+use MagicLink\Tests\Support\DaemonTestCase;
 use MagicLink\Tests\Support\FakeServer;
 use MagicLink\Tests\Support\Mail;
-use PHPUnit\Framework\TestCase;
 
 /** Tokens and session ids never show up in exception messages, traces or debug output. */
-final class SecretsTest extends TestCase
+final class SecretsTest extends DaemonTestCase
 {
-    private static ?Daemon $daemon = null;
-
-    public static function setUpBeforeClass(): void
-    {
-        self::$daemon = Daemon::start();
-    }
-
-    public static function tearDownAfterClass(): void
-    {
-        try {
-            self::$daemon?->stop();
-        } finally {
-            self::$daemon?->cleanUp();
-            self::$daemon = null;
-        }
-    }
-
     /** Everything a developer might print about a result object or the client. */
     private static function renderings(object $value): string
     {

@@ -7,26 +7,13 @@ namespace MagicLink\Tests;
 use MagicLink\Client;
 use MagicLink\Exception\TimeoutException;
 use MagicLink\Exception\TransportException;
-use MagicLink\Tests\Support\FakeServer;
+use MagicLink\Tests\Support\FakeServers;
 use PHPUnit\Framework\TestCase;
 
 /** Connect and read timeouts, against fakes that accept and never answer, or never accept. */
 final class TimeoutTest extends TestCase
 {
-    /** @var list<FakeServer> */
-    private array $fakes = [];
-
-    protected function tearDown(): void
-    {
-        foreach ($this->fakes as $fake) {
-            $fake->stop();
-        }
-    }
-
-    private function fake(string $mode): FakeServer
-    {
-        return $this->fakes[] = new FakeServer($mode);
-    }
+    use FakeServers;
 
     public function testReadTimeout(): void
     {

@@ -4,11 +4,9 @@ declare(strict_types=1);
 
 namespace MagicLink\Tests;
 
-use MagicLink\Client;
 use MagicLink\Exception\ServerException;
-use MagicLink\Tests\Support\Daemon;
+use MagicLink\Tests\Support\DaemonTestCase;
 use MagicLink\Tests\Support\Vectors;
-use PHPUnit\Framework\TestCase;
 
 /**
  * Every case of Protocol/vectors/*.json against a real daemon. A case whose request line the
@@ -16,52 +14,25 @@ use PHPUnit\Framework\TestCase;
  * takes (encode → send → decode → exception); the others (malformed JSON, invalid UTF-8, wrong
  * envelope types, duplicate names, invalid ids) go through the client's transport as raw bytes.
  */
-final class VectorsTest extends TestCase
+final class VectorsTest extends DaemonTestCase
 {
-    private static ?Daemon $daemon = null;
-
-    private static ?Client $client = null;
-
-    public static function setUpBeforeClass(): void
-    {
-        self::$daemon = Daemon::start();
-        self::$client = new Client(self::$daemon->socket);
-    }
-
-    public static function tearDownAfterClass(): void
-    {
-        self::$client?->close();
-        try {
-            self::$daemon?->stop();
-        } finally {
-            self::$daemon?->cleanUp();
-            self::$daemon = null;
-        }
-    }
-
-    /** @return array<string, array{0: string, 1: \stdClass}> */
-    public static function cases(): array
-    {
-        return Vectors::all();
-    }
-
     public function testEveryVectorFileIsRun(): void
     {
-        $files = array_unique(array_column(self::cases(), 0));
+        $files = array_unique(array_column(Vectors::all(), 0));
         sort($files);
         $onDisk = array_map('basename', glob(Vectors::directory() . '/*.json') ?: []);
         sort($onDisk);
         self::assertSame($onDisk, $files);
-        self::assertGreaterThanOrEqual(300, \count(self::cases()));
+        self::assertGreaterThanOrEqual(300, \count(Vectors::all()));
     }
 
-    /** @dataProvider cases */
+    /** @dataProvider \MagicLink\Tests\Support\Vectors::all */
     public function testVector(string $file, \stdClass $case): void
     {
         $name = "{$file} {$case->name}";
         $envelope = Vectors::envelope($case);
         if ($envelope === null) {
-            $reply = self::$client->transport()->exchange(Vectors::bytes($case), false);
+            $reply = self::client()->transport()->exchange(Vectors::bytes($case), false);
             Vectors::assertReply($name, $case->expect, $reply);
             return;
         }
@@ -72,7 +43,7 @@ final class VectorsTest extends TestCase
             self::assertSame($envelope['id'], $case->expect->id, "{$name}: the vector's expected id is not its request's id");
         }
         try {
-            $result = self::$client->call($envelope['op'], $envelope['params']);
+            $result = self::client()->call($envelope['op'], $envelope['params']);
         } catch (ServerException $e) {
             self::assertFalse($case->expect->ok, "{$name}: expected success, got " . \get_class($e) . ': ' . $e->getMessage());
             Vectors::assertException($name, $case->expect, $e);
