@@ -111,7 +111,10 @@ final class SocketServer: Service, Sendable, CustomStringConvertible {
                 try await server.executeThenClose { inbound in
                     for try await accepted in inbound {
                         guard case .serve(let connection, let id, let peer) = accepted else { continue }
-                        tasks.addTask { await self.serve(connection, id: id, peer: peer) }
+                        // On the channel's own event loop (see EventLoopTaskExecutor).
+                        tasks.addTask(executorPreference: EventLoopTaskExecutor(connection.channel.eventLoop)) {
+                            await self.serve(connection, id: id, peer: peer)
+                        }
                     }
                 }
                 // Not accepting any more: close idle connections, give busy ones a bounded time.
