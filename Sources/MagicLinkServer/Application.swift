@@ -87,7 +87,7 @@ public func buildApplication(configuration: Configuration, logger: Logger,
     let appConfigurations = configuration.appConfigurations
     let policies = try appConfigurations.map { (id: $0.id, policy: try $0.settings.authPolicy()) }
 
-    let blockingPool = NIOThreadPool(numberOfThreads: 4)
+    let blockingPool = NIOThreadPool(numberOfThreads: 8)
     blockingPool.start()
 
     let transport: any MailTransport

@@ -94,6 +94,14 @@ final class Connection {
         return Statement(connection: self, handle: stmt, sql: sql)
     }
 
+    /// Inside an explicit transaction (false after SQLite rolled one back by itself).
+    var inTransaction: Bool { sqlite3_get_autocommit(handle) == 0 }
+
+    /// Ends the open transaction, if any, discarding its changes.
+    func rollback() {
+        if inTransaction { _ = try? execute("ROLLBACK") }
+    }
+
     /// Runs a statement for its effect; returns the number of changed rows.
     @discardableResult
     func run(_ sql: String, _ arguments: [SQLValue] = []) throws -> Int {

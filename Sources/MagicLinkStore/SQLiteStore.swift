@@ -12,6 +12,7 @@ public final class SQLiteStore: AuthStore, @unchecked Sendable {
     public let path: String
     private let writer: Connection
     private let writerLock = Lock()
+    private let commits: GroupCommit
     private let readersLock = Lock()
     private var idleReaders: [Connection] = []
     private let maximumIdleReaders: Int
@@ -25,6 +26,7 @@ public final class SQLiteStore: AuthStore, @unchecked Sendable {
         try writer.execute("PRAGMA synchronous = FULL")
         try writer.execute("PRAGMA foreign_keys = ON")
         _ = try Migrations.run(on: writer, now: now)
+        commits = GroupCommit(connection: writer, connectionLock: writerLock)
         try Self.restrictPermissions(of: path)
     }
 
@@ -47,21 +49,12 @@ public final class SQLiteStore: AuthStore, @unchecked Sendable {
 
     // MARK: transactions
 
+    /// Write transactions from concurrent callers share commits (see `GroupCommit`).
     public func write<T>(_ body: (any AuthTransaction) throws -> T) throws -> T {
-        try writerLock.withLock {
-            do {
-                try writer.execute("BEGIN IMMEDIATE")
-            } catch {
-                throw classify(error)
-            }
-            do {
-                let result = try body(Transaction(connection: writer))
-                try writer.execute("COMMIT")
-                return result
-            } catch {
-                try? writer.execute("ROLLBACK")
-                throw classify(error)
-            }
+        do {
+            return try commits.perform { try body(Transaction(connection: $0)) }
+        } catch {
+            throw classify(error)
         }
     }
 
@@ -69,8 +62,9 @@ public final class SQLiteStore: AuthStore, @unchecked Sendable {
         let connection = try checkOutReader()
         defer { checkIn(connection) }
         do {
-            try connection.execute("BEGIN")
-            defer { try? connection.execute("COMMIT") }
+            // Prepared once per connection, like every other statement.
+            try connection.run("BEGIN")
+            defer { _ = try? connection.run("COMMIT") }
             return try body(Transaction(connection: connection))
         } catch {
             throw classify(error)
@@ -333,20 +327,10 @@ public final class SQLiteStore: AuthStore, @unchecked Sendable {
     }
 
     private func writeRaw<T>(_ body: (Connection) throws -> T) throws -> T {
-        try writerLock.withLock {
-            do {
-                try writer.execute("BEGIN IMMEDIATE")
-                do {
-                    let result = try body(writer)
-                    try writer.execute("COMMIT")
-                    return result
-                } catch {
-                    try? writer.execute("ROLLBACK")
-                    throw error
-                }
-            } catch {
-                throw classify(error)
-            }
+        do {
+            return try commits.perform(body)
+        } catch {
+            throw classify(error)
         }
     }
 }

@@ -1,0 +1,119 @@
+import Foundation
+@testable import MagicLinkStore
+import CSQLite
+import XCTest
+
+final class GroupCommitTests: XCTestCase {
+    var directory: URL!
+
+    override func setUpWithError() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("magiclinkd-commit-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    struct Refused: Error {}
+
+    func makeCommits() throws -> (GroupCommit, path: String) {
+        let path = directory.appendingPathComponent("t.sqlite").path
+        let connection = try Connection(path: path)
+        try connection.execute("PRAGMA journal_mode = WAL")
+        try connection.execute("CREATE TABLE t (name TEXT PRIMARY KEY)")
+        return (GroupCommit(connection: connection, connectionLock: Lock()), path)
+    }
+
+    func names(in path: String) throws -> [String] {
+        try Connection(path: path).query("SELECT name FROM t ORDER BY name") { $0.text(0) }
+    }
+
+    /// While one transaction runs, three more queue up: they share the next commit, and the one
+    /// that throws loses only its own rows.
+    func testWritersQueuedBehindACommitShareTheNextOne() throws {
+        let (commits, path) = try makeCommits()
+        let done = DispatchGroup()
+        let outcomes = LockedDictionary<String, Bool>()
+        let firstIsRunning = DispatchSemaphore(value: 0)
+        func writer(_ name: String, fails: Bool = false, holdUntilQueued: Int = 0) {
+            done.enter()
+            Thread.detachNewThread {
+                defer { done.leave() }
+                let ok: Bool
+                do {
+                    try commits.perform { connection in
+                        try connection.run("INSERT INTO t (name) VALUES (?)", [.text(name)])
+                        if holdUntilQueued > 0 { firstIsRunning.signal() }
+                        let deadline = Date().addingTimeInterval(10)
+                        while commits.queuedCount < holdUntilQueued, Date() < deadline { usleep(1_000) }
+                        if fails { throw Refused() }
+                    }
+                    ok = true
+                } catch {
+                    XCTAssertTrue(error is Refused, "\(error)")
+                    ok = false
+                }
+                outcomes[name] = ok
+            }
+        }
+        writer("first", holdUntilQueued: 3)
+        XCTAssertEqual(firstIsRunning.wait(timeout: .now() + 10), .success)
+        writer("b")
+        writer("c", fails: true)
+        writer("d")
+        XCTAssertEqual(done.wait(timeout: .now() + 20), .success)
+        XCTAssertEqual(outcomes.all, ["first": true, "b": true, "c": false, "d": true])
+        XCTAssertEqual(commits.batchSizes, [1: 1, 3: 1])
+        XCTAssertEqual(try names(in: path), ["b", "d", "first"])
+    }
+
+    func testAFailingCommitFailsEveryoneInTheBatchAndKeepsNothing() throws {
+        let (commits, path) = try makeCommits()
+        // A deferred foreign key violation surfaces only at COMMIT.
+        let connection = try Connection(path: directory.appendingPathComponent("fk.sqlite").path)
+        try connection.execute("PRAGMA foreign_keys = ON")
+        try connection.execute("CREATE TABLE p (id INTEGER PRIMARY KEY)")
+        try connection.execute("CREATE TABLE c (p INTEGER REFERENCES p(id) DEFERRABLE INITIALLY DEFERRED)")
+        let fk = GroupCommit(connection: connection, connectionLock: Lock())
+        XCTAssertThrowsError(try fk.perform { try $0.run("INSERT INTO c (p) VALUES (42)") }) { error in
+            XCTAssertEqual((error as? SQLiteError).map { $0.code & 0xFF }, SQLITE_CONSTRAINT)
+        }
+        XCTAssertFalse(connection.inTransaction)
+        XCTAssertEqual(try connection.query("SELECT count(*) FROM c") { $0.int64(0) }, [0])
+        // The writer still works afterwards.
+        try commits.perform { try $0.run("INSERT INTO t (name) VALUES ('after')") }
+        XCTAssertEqual(try names(in: path), ["after"])
+    }
+
+    func testResultsComeBackToTheirOwnCallers() throws {
+        let (commits, _) = try makeCommits()
+        let group = DispatchGroup()
+        let seen = LockedDictionary<Int, Int>()
+        for i in 0..<32 {
+            group.enter()
+            Thread.detachNewThread {
+                defer { group.leave() }
+                let got = try? commits.perform { connection -> Int in
+                    try connection.run("INSERT INTO t (name) VALUES (?)", [.text("n\(i)")])
+                    return i * 10
+                }
+                seen[i] = got
+            }
+        }
+        XCTAssertEqual(group.wait(timeout: .now() + 20), .success)
+        XCTAssertEqual(seen.all, Dictionary(uniqueKeysWithValues: (0..<32).map { ($0, $0 * 10) }))
+        XCTAssertEqual(commits.batchSizes.reduce(0) { $0 + $1.key * $1.value }, 32)
+    }
+}
+
+/// A dictionary that threads of a test fill in.
+final class LockedDictionary<Key: Hashable, Value>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var values: [Key: Value] = [:]
+    subscript(key: Key) -> Value? {
+        get { lock.withLock { values[key] } }
+        set { lock.withLock { values[key] = newValue } }
+    }
+    var all: [Key: Value] { lock.withLock { values } }
+}
