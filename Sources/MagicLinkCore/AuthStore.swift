@@ -6,13 +6,35 @@ public protocol AuthStore: Sendable {
     func read<T>(_ body: (any AuthReadTransaction) throws -> T) throws -> T
 }
 
+/// What one rate limit needs of its window.
+public struct RateWindow: Sendable, Equatable {
+    /// The `maximum`-th newest event: while it is in the window the limit is reached, and one
+    /// more fits when it leaves. Nil while the window holds fewer than `maximum` events.
+    public var blocking: Int64?
+    /// The newest event (for the per-address cooldown).
+    public var newest: Int64?
+
+    public init(blocking: Int64?, newest: Int64?) {
+        self.blocking = blocking
+        self.newest = newest
+    }
+
+    /// The window of a list of event times (in any order).
+    public init(times: [Int64], maximum: Int) {
+        let descending = times.sorted(by: >)
+        let position = max(maximum, 1) - 1
+        self.init(blocking: position < descending.count ? descending[position] : nil, newest: descending.first)
+    }
+}
+
 public protocol AuthReadTransaction {
     func token(hash: [UInt8]) throws -> LoginTokenRecord?
     func token(flowHash: [UInt8]) throws -> LoginTokenRecord?
     func user(appID: String, emailKey: String) throws -> UserRecord?
     func session(hash: [UInt8]) throws -> (SessionRecord, UserRecord)?
-    /// Times (ascending) of rate-limit events under `key` at or after `since`.
-    func rateEventTimes(key: String, since: Int64) throws -> [Int64]
+    /// The events under `key` at or after `since` that a limit of `maximum` needs to know of,
+    /// found without reading the whole window (it may hold thousands of events).
+    func rateWindow(key: String, since: Int64, maximum: Int) throws -> RateWindow
     /// Messages queued or being sent.
     func pendingMailCount() throws -> Int
 }

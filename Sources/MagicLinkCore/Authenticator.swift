@@ -225,13 +225,12 @@ public struct Authenticator: Sendable {
         let mailed: Bool = try store.write { tx in
             var retryAfter: Int64 = 0
             for (key, limit) in limits {
-                let times = try tx.rateEventTimes(key: key, since: now - limit.window + 1)
-                if times.count >= limit.maximum {
+                let window = try tx.rateWindow(key: key, since: now - limit.window + 1, maximum: limit.maximum)
+                if let blocking = window.blocking {
                     // The event that must leave the window before one more fits.
-                    let blocking = times[times.count - limit.maximum]
                     retryAfter = max(retryAfter, blocking + limit.window - now)
                 }
-                if key == addressKey, policy.addressCooldown > 0, let last = times.last, now - last < policy.addressCooldown {
+                if key == addressKey, policy.addressCooldown > 0, let last = window.newest, now - last < policy.addressCooldown {
                     retryAfter = max(retryAfter, last + policy.addressCooldown - now)
                 }
             }

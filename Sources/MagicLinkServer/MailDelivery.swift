@@ -127,23 +127,22 @@ final class MailDeliveryService: Service, Sendable {
 
     /// Claims one batch and delivers it; returns how many messages it claimed. One message's
     /// failure never holds up the others; stops early (leaving the rest claimed) when asked.
+    /// Messages go out one after another; each outcome is recorded while the next message is
+    /// on its way (the commits of a batch share fsyncs), and the batch ends when all are written.
     func deliverDueBatch(stop: @Sendable () -> Bool = { false }) async throws -> Int {
         let now = time.now()
         let limit = batchSize
         let batch = try await blockingPool.runIfActive { try self.store.claimDueMail(now: now, limit: limit) }
-        var unrecorded = false
-        for mail in batch {
-            if stop() { break }
-            let outcome = await deliver(mail)
-            do {
+        let unrecorded = await withTaskGroup(of: Bool.self) { recordings in
+            for mail in batch {
+                if stop() { break }
+                let outcome = await deliver(mail)
                 let finished = time.now()
-                try await blockingPool.runIfActive {
-                    try self.store.finishMail(messageID: mail.messageID, outcome: outcome, now: finished)
-                }
-            } catch {
-                unrecorded = true
-                logger.error("cannot record a mail outcome", metadata: ["message_id": "\(mail.messageID)", "error": "\(error)"])
+                recordings.addTask { await self.record(outcome, of: mail, at: finished) }
             }
+            var unrecorded = false
+            for await recorded in recordings where !recorded { unrecorded = true }
+            return unrecorded
         }
         if unrecorded {
             // Outcomes we could not write stay claimed; hand them back now rather than at the
@@ -151,6 +150,19 @@ final class MailDeliveryService: Service, Sendable {
             _ = try? await blockingPool.runIfActive { try self.store.releaseClaimedMail() }
         }
         return batch.count
+    }
+
+    /// Writes a delivery's outcome; false (logged) when the database would not take it.
+    private func record(_ outcome: SQLiteStore.MailOutcome, of mail: QueuedMail, at finished: Int64) async -> Bool {
+        do {
+            try await blockingPool.runIfActive {
+                try self.store.finishMail(messageID: mail.messageID, outcome: outcome, now: finished)
+            }
+            return true
+        } catch {
+            logger.error("cannot record a mail outcome", metadata: ["message_id": "\(mail.messageID)", "error": "\(error)"])
+            return false
+        }
     }
 
     private func deliver(_ mail: QueuedMail) async -> SQLiteStore.MailOutcome {

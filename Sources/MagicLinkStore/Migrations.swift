@@ -103,6 +103,26 @@ enum Migrations {
                 WHERE used_at IS NULL AND superseded_at IS NULL;
             ALTER TABLE mail_queue ADD COLUMN app_id TEXT NOT NULL DEFAULT 'default';
             """),
+        // Every `start` checks the queue against mail_queue_max. Counting the pending rows took
+        // time in proportion to the backlog, just when mail was not leaving; triggers keep the
+        // count in one row instead, in the same transactions that change the queue.
+        Migration(name: "0005-pending-mail-count", sql: """
+            CREATE TABLE mail_queue_pending_count (
+                only INTEGER PRIMARY KEY CHECK (only = 1),
+                n    INTEGER NOT NULL
+            ) STRICT;
+            INSERT INTO mail_queue_pending_count (only, n)
+                SELECT 1, count(*) FROM mail_queue WHERE state IN ('queued', 'sending');
+            CREATE TRIGGER mail_queue_pending_insert AFTER INSERT ON mail_queue
+                WHEN NEW.state IN ('queued', 'sending')
+                BEGIN UPDATE mail_queue_pending_count SET n = n + 1; END;
+            CREATE TRIGGER mail_queue_pending_delete AFTER DELETE ON mail_queue
+                WHEN OLD.state IN ('queued', 'sending')
+                BEGIN UPDATE mail_queue_pending_count SET n = n - 1; END;
+            CREATE TRIGGER mail_queue_pending_update AFTER UPDATE OF state ON mail_queue
+                WHEN (OLD.state IN ('queued', 'sending')) <> (NEW.state IN ('queued', 'sending'))
+                BEGIN UPDATE mail_queue_pending_count SET n = n + (CASE WHEN NEW.state IN ('queued', 'sending') THEN 1 ELSE -1 END); END;
+            """),
     ]
 
     /// Brings the database up to date. Refuses a database migrated by a newer magiclinkd.

@@ -318,7 +318,7 @@ public final class SQLiteStore: AuthStore, @unchecked Sendable {
 
     /// A trivial read, to show the database still answers (for the systemd watchdog).
     public func ping() throws {
-        _ = try read { tx in try tx.rateEventTimes(key: "", since: Int64.max) }
+        _ = try read { tx in try tx.rateWindow(key: "", since: Int64.max, maximum: 1) }
     }
 
     /// Checkpoints the WAL; called on clean shutdown so the database file stands alone.
@@ -377,12 +377,20 @@ struct Transaction: AuthTransaction {
         }
     }
 
-    func rateEventTimes(key: String, since: Int64) throws -> [Int64] {
-        try connection.query("SELECT at FROM rate_events WHERE key = ? AND at >= ? ORDER BY at", [.text(key), .integer(since)]) { $0.int64(0) }
+    /// Two walks of the (key, at) index from the newest end: the `maximum`-th newest event and
+    /// the newest, instead of every event of the window.
+    func rateWindow(key: String, since: Int64, maximum: Int) throws -> RateWindow {
+        let newest = try connection.queryFirst("SELECT at FROM rate_events WHERE key = ?1 AND at >= ?2 ORDER BY at DESC LIMIT 1",
+                                               [.text(key), .integer(since)]) { $0.int64(0) }
+        guard newest != nil else { return RateWindow(blocking: nil, newest: nil) }
+        let blocking = try connection.queryFirst("SELECT at FROM rate_events WHERE key = ?1 AND at >= ?2 ORDER BY at DESC LIMIT 1 OFFSET ?3",
+                                                 [.text(key), .integer(since), .integer(Int64(max(maximum, 1) - 1))]) { $0.int64(0) }
+        return RateWindow(blocking: blocking, newest: newest)
     }
 
     func pendingMailCount() throws -> Int {
-        Int(try connection.queryFirst("SELECT count(*) FROM mail_queue WHERE state IN ('queued', 'sending')") { $0.int64(0) } ?? 0)
+        // Kept by triggers (migration 0005): one row, whatever the backlog.
+        Int(try connection.queryFirst("SELECT n FROM mail_queue_pending_count") { $0.int64(0) } ?? 0)
     }
 
     func recordRateEvent(key: String, at: Int64) throws {

@@ -70,8 +70,8 @@ final class InMemoryStore: AuthStore, @unchecked Sendable {
                   let u = store.state.users.values.first(where: { $0.id == s.userID }) else { return nil }
             return (s, u)
         }
-        func rateEventTimes(key: String, since: Int64) throws -> [Int64] {
-            store.state.rateEvents.filter { $0.0 == key && $0.1 >= since }.map(\.1).sorted()
+        func rateWindow(key: String, since: Int64, maximum: Int) throws -> RateWindow {
+            RateWindow(times: store.state.rateEvents.filter { $0.0 == key && $0.1 >= since }.map(\.1), maximum: maximum)
         }
         func recordRateEvent(key: String, at: Int64) throws { store.state.rateEvents.append((key, at)) }
         func pendingMailCount() throws -> Int { store.state.mail.count }

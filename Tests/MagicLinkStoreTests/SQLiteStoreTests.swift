@@ -66,6 +66,71 @@ final class SQLiteStoreTests: XCTestCase {
         XCTAssertEqual(sealedLeft, 0, "sent mail drops its sealed token")
     }
 
+    /// The index walks give what the whole window would: same blocking event, same newest,
+    /// for windows below, at and above the limit, with duplicate times and other keys around.
+    func testRateWindowMatchesTheFullListOfEvents() throws {
+        let store = try SQLiteStore(path: path)
+        var generator = SystemRandomNumberGenerator()
+        var events: [String: [Int64]] = [:]
+        try store.write { tx in
+            for _ in 0..<400 {
+                let key = ["a", "b", "c"].randomElement(using: &generator)!
+                let at = Int64.random(in: 1_000...1_060, using: &generator)
+                events[key, default: []].append(at)
+                try tx.recordRateEvent(key: key, at: at)
+            }
+        }
+        for key in ["a", "b", "c", "none"] {
+            for since in [Int64(0), 1_030, 1_059, 1_061] {
+                let inWindow = events[key, default: []].filter { $0 >= since }
+                for maximum in [1, 2, 5, inWindow.count, inWindow.count + 1, 1_000] {
+                    let got = try store.read { try $0.rateWindow(key: key, since: since, maximum: maximum) }
+                    XCTAssertEqual(got, RateWindow(times: inWindow, maximum: maximum), "key \(key) since \(since) maximum \(maximum)")
+                    if maximum > 0, inWindow.count >= maximum {
+                        XCTAssertEqual(got.blocking, inWindow.sorted()[inWindow.count - maximum])
+                    } else {
+                        XCTAssertNil(got.blocking)
+                    }
+                }
+            }
+        }
+    }
+
+    /// The trigger-kept count of pending mail follows every way a message enters, moves
+    /// through and leaves the queue.
+    func testPendingMailCountFollowsTheQueue() throws {
+        let store = try SQLiteStore(path: path)
+        let (auth, _) = makeAuthenticator(store)
+        let check = try Connection(path: path)
+        func assertCounts(_ line: UInt = #line) throws {
+            let counted = try check.queryFirst("SELECT count(*) FROM mail_queue WHERE state IN ('queued', 'sending')") { $0.int64(0) }
+            let kept = try store.read { try $0.pendingMailCount() }
+            XCTAssertEqual(Int64(kept), counted, line: line)
+        }
+        let now = SystemTime().now()
+        for i in 0..<6 { _ = try auth.start(StartRequest(email: "q\(i)@example.com")) }
+        try assertCounts()
+        XCTAssertEqual(try store.read { try $0.pendingMailCount() }, 6)
+        let claimed = try store.claimDueMail(now: now, limit: 4)
+        try assertCounts()
+        try store.finishMail(messageID: claimed[0].messageID, outcome: .sent, now: now)
+        try store.finishMail(messageID: claimed[1].messageID, outcome: .expired(reason: "x"), now: now)
+        try store.finishMail(messageID: claimed[2].messageID, outcome: .failedPermanently(reason: "x"), now: now)
+        try store.finishMail(messageID: claimed[3].messageID, outcome: .retry(at: now, reason: "x"), now: now)
+        try assertCounts()
+        XCTAssertEqual(try store.read { try $0.pendingMailCount() }, 3)
+        XCTAssertEqual(try store.retryDeadLetter(messageID: claimed[2].messageID, now: now), .queued)
+        _ = try store.claimDueMail(now: now, limit: 2)
+        XCTAssertEqual(try store.releaseClaimedMail(), 2)
+        try assertCounts()
+        try check.run("UPDATE mail_queue SET finished_at = 0 WHERE state IN ('sent', 'expired')")
+        _ = try store.purge(now: now + 30 * 86_400, rateWindow: 3_600)
+        try assertCounts()
+        try check.run("DELETE FROM mail_queue WHERE state = 'queued'")
+        try assertCounts()
+        XCTAssertEqual(try store.read { try $0.pendingMailCount() }, 0)
+    }
+
     func testConcurrentCallbacksWithOneTokenMakeExactlyOneSession() throws {
         let store = try SQLiteStore(path: path)
         let (auth, sealer) = makeAuthenticator(store)

@@ -47,6 +47,11 @@ def make_old_database(path: Path) -> dict:
     token = secrets.token_urlsafe(32)
     db.execute("""INSERT INTO login_tokens (hash, email, email_key, redirect, created_at, expires_at)
                   VALUES (?, ?, ?, ?, ?, ?)""", (sha(token), "Old@example.com", "old@example.com", "/back", now, now + 600))
+    # Mail in three states; the queued ones count towards mail_queue_max after the upgrade.
+    for i, state in enumerate(["queued", "queued", "sent", "failed"]):
+        db.execute("""INSERT INTO mail_queue (message_id, kind, recipient, sealed_token, state, created_at, expires_at,
+                      next_attempt_at) VALUES (?, 'login', 'old@example.com', ?, ?, ?, ?, ?)""",
+                   (f"old{i}@localhost", b"not a sealed token", state, now - 10, now + 600, now + 86_400))
     db.commit()
     db.close()
     return {"session": session, "user_id": user_id, "token": token}
@@ -77,5 +82,10 @@ def test_a_database_from_before_apps_upgrades_in_place(daemon_factory):
     assert names == [n for n, _ in shipped_migrations()], names
     assert db.execute("PRAGMA foreign_key_check").fetchall() == []
     assert db.execute("SELECT app_id FROM users").fetchall() == [("default",)]
+    # Migration 0005 started the trigger-kept count from the rows there; the daemon's own
+    # mail since then moved it in step.
+    counted = db.execute("SELECT count(*) FROM mail_queue WHERE state IN ('queued', 'sending')").fetchone()[0]
+    assert counted >= 2
+    assert db.execute("SELECT n FROM mail_queue_pending_count").fetchone() == (counted,)
     assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     db.close()
