@@ -325,6 +325,12 @@ public struct EmailAddress: Sendable, Hashable, CustomStringConvertible {
 
     /// Spaces of every kind and line/paragraph separators (U+2028, U+2029).
     static func isWhitespace(_ s: Unicode.Scalar) -> Bool {
+        // ASCII first: nearly every address is ASCII, and Unicode property lookups are slow.
+        if s.isASCII { return s == " " || (0x09...0x0D).contains(s.value) }
+        return isWhitespaceByProperties(s)
+    }
+
+    static func isWhitespaceByProperties(_ s: Unicode.Scalar) -> Bool {
         if s.properties.isWhitespace { return true }
         switch s.properties.generalCategory {
         case .spaceSeparator, .lineSeparator, .paragraphSeparator: return true
@@ -335,6 +341,11 @@ public struct EmailAddress: Sendable, Hashable, CustomStringConvertible {
     /// Format characters (bidi overrides like U+202E, zero-width joiners, soft hyphen, BOM),
     /// private use, surrogates and unassigned code points.
     static func isInvisibleOrUnassigned(_ s: Unicode.Scalar) -> Bool {
+        // No ASCII code point is a format, private-use, surrogate or unassigned one.
+        !s.isASCII && isInvisibleOrUnassignedByProperties(s)
+    }
+
+    static func isInvisibleOrUnassignedByProperties(_ s: Unicode.Scalar) -> Bool {
         switch s.properties.generalCategory {
         case .format, .privateUse, .surrogate, .unassigned: return true
         default: return false

@@ -68,6 +68,16 @@ final class EmailAddressTests: XCTestCase {
         ("δοκιμή@παράδειγμα.δοκιμή", "δοκιμή", "xn--hxajbheg2az3al.xn--jxalpdlp"),
     ]
 
+    /// The ASCII shortcuts answer as the Unicode properties do, for every ASCII code point.
+    func testASCIIFastPathsAgreeWithUnicodeProperties() {
+        for value in UInt32(0)...0x7F {
+            let scalar = Unicode.Scalar(value)!
+            XCTAssertEqual(EmailAddress.isWhitespace(scalar), EmailAddress.isWhitespaceByProperties(scalar), "U+\(String(value, radix: 16))")
+            XCTAssertEqual(EmailAddress.isInvisibleOrUnassigned(scalar), EmailAddress.isInvisibleOrUnassignedByProperties(scalar),
+                           "U+\(String(value, radix: 16))")
+        }
+    }
+
     func testAcceptedAddressesAndTheirCanonicalForm() {
         for (input, local, domain) in Self.accepted {
             guard let email = parse(input) else { continue }
