@@ -17,16 +17,17 @@ public final class Application: Sendable {
     let store: SQLiteStore
     let server: SocketServer
     let serviceGroup: ServiceGroup
-    let blockingPool: NIOThreadPool
+    /// Thread pools for blocking work, shut down after the services.
+    let pools: [NIOThreadPool]
     let logger: Logger
 
     init(configuration: Configuration, store: SQLiteStore, server: SocketServer, serviceGroup: ServiceGroup,
-         blockingPool: NIOThreadPool, logger: Logger) {
+         pools: [NIOThreadPool], logger: Logger) {
         self.configuration = configuration
         self.store = store
         self.server = server
         self.serviceGroup = serviceGroup
-        self.blockingPool = blockingPool
+        self.pools = pools
         self.logger = logger
     }
 
@@ -35,10 +36,10 @@ public final class Application: Sendable {
         do {
             try await serviceGroup.run()
         } catch {
-            try? await blockingPool.shutdownGracefully()
+            for pool in pools { try? await pool.shutdownGracefully() }
             throw error
         }
-        try? await blockingPool.shutdownGracefully()
+        for pool in pools { try? await pool.shutdownGracefully() }
         store.checkpoint()
         logger.info("stopped")
     }
@@ -87,8 +88,11 @@ public func buildApplication(configuration: Configuration, logger: Logger,
     let appConfigurations = configuration.appConfigurations
     let policies = try appConfigurations.map { (id: $0.id, policy: try $0.settings.authPolicy()) }
 
+    // Writes block a thread until their group commit is done: 8 threads let batches form.
     let blockingPool = NIOThreadPool(numberOfThreads: 8)
     blockingPool.start()
+    let sessionPool = NIOThreadPool(numberOfThreads: max(1, System.coreCount))
+    sessionPool.start()
 
     let transport: any MailTransport
     switch configuration.mailTransport {
@@ -104,7 +108,7 @@ public func buildApplication(configuration: Configuration, logger: Logger,
     let admin = AdminOps(store: store, apps: apps, blockingPool: blockingPool,
                          adminUIDs: configuration.adminUIDs, adminGIDs: configuration.adminGIDs,
                          startedAt: time.now(), rateWindow: rateWindow, mailWakeup: wakeup, time: time, logger: logger)
-    let dispatcher = Dispatcher(apps: apps, blockingPool: blockingPool,
+    let dispatcher = Dispatcher(apps: apps, blockingPool: blockingPool, sessionPool: sessionPool,
                                 maxLineBytes: configuration.maxLineBytes, logger: logger, mailWakeup: wakeup, admin: admin)
     var connectionPolicy = ConnectionPolicy(configuration)
     connectionPolicy.maxConnections = ensureDescriptorLimit(forConnections: configuration.maxConnections, logger: logger)
@@ -141,7 +145,7 @@ public func buildApplication(configuration: Configuration, logger: Logger,
         gracefulShutdownSignals: [.sigterm, .sigint],
         logger: logger))
     return Application(configuration: configuration, store: store, server: server, serviceGroup: group,
-                       blockingPool: blockingPool, logger: logger)
+                       pools: [blockingPool, sessionPool], logger: logger)
 }
 
 /// Raises the soft limit on open descriptors (up to the hard limit) so that `max_connections`
