@@ -36,9 +36,10 @@ final class SocketServer: Service, Sendable, CustomStringConvertible {
     private let readiness = Readiness()
     private let logs: ConnectionLogs
 
-    /// What the accept path hands to the serving loop.
+    /// What the accept path decided; the pipeline does the rest either way.
     enum Accepted: Sendable {
-        case serve(NIOAsyncChannel<ByteBuffer, ByteBuffer>, id: Int, peer: PeerCredentials)
+        /// A `RequestHandler` serves it.
+        case served
         /// Not served; its pipeline closes it (after a reply, when there is one).
         case refused
     }
@@ -107,20 +108,13 @@ final class SocketServer: Service, Sendable, CustomStringConvertible {
         readiness.settle(true)
 
         try await withGracefulShutdownHandler {
-            try await withThrowingDiscardingTaskGroup { tasks in
-                try await server.executeThenClose { inbound in
-                    for try await accepted in inbound {
-                        guard case .serve(let connection, let id, let peer) = accepted else { continue }
-                        // On the channel's own event loop (see EventLoopTaskExecutor).
-                        tasks.addTask(executorPreference: EventLoopTaskExecutor(connection.channel.eventLoop)) {
-                            await self.serve(connection, id: id, peer: peer)
-                        }
-                    }
-                }
-                // Not accepting any more: close idle connections, give busy ones a bounded time.
-                await self.drain()
-                tasks.cancelAll()
+            try await server.executeThenClose { inbound in
+                // Each accepted connection is served by its own pipeline (RequestHandler).
+                for try await _ in inbound {}
             }
+            // Not accepting any more: close idle connections, give busy ones a bounded time.
+            await self.drain()
+            connections.closeAll()
         } onGracefulShutdown: {
             self.logger.info("shutting down: no longer accepting connections")
             if let owned { removeSocketFile(at: owned.path, ifStill: owned.socket) }
@@ -170,8 +164,8 @@ final class SocketServer: Service, Sendable, CustomStringConvertible {
             // The buffer limit cuts off a line that never ends; `serve` checks each complete
             // line too (a whole over-long line can arrive in one read).
             try pipeline.addHandler(ByteToMessageHandler(LineBasedFrameDecoder(), maximumBufferSize: maxLine + 1))
-            let connection = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
-            return .serve(connection, id: id, peer: peer)
+            try pipeline.addHandler(RequestHandler(id: id, peer: peer, dispatcher: dispatcher, registry: registry, logger: logger))
+            return .served
         }
     }
 
@@ -183,40 +177,6 @@ final class SocketServer: Service, Sendable, CustomStringConvertible {
         }
         if connections.count > 0 {
             logger.warning("closing connections still busy after the drain timeout", metadata: ["connections": "\(connections.count)"])
-        }
-    }
-
-    private func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>, id: Int, peer: PeerCredentials) async {
-        do {
-            try await connection.executeThenClose { inbound, outbound in
-                do {
-                    for try await line in inbound {
-                        guard connections.markBusy(id) else {
-                            // Read but not started when shutdown began: say so, then close.
-                            let reply = Envelope.failure(id: .null, error: WireError(.unavailable, "The daemon is shutting down; try again shortly."))
-                            try await outbound.write(ByteBuffer(bytes: reply))
-                            return
-                        }
-                        if line.readableBytes > dispatcher.maxLineBytes {
-                            try await outbound.write(ByteBuffer(bytes: dispatcher.tooLargeReply()))
-                            return
-                        }
-                        if line.readableBytes == 0 || (line.readableBytes == 1 && line.getInteger(at: line.readerIndex, as: UInt8.self) == 13) {
-                            guard connections.markIdle(id) else { return }
-                            continue
-                        }
-                        let reply = await dispatcher.reply(to: line, peer: peer)
-                        try await outbound.write(ByteBuffer(bytes: reply))
-                        guard connections.markIdle(id) else { return }
-                    }
-                } catch is ByteToMessageDecoderError.PayloadTooLargeError {
-                    try await outbound.write(ByteBuffer(bytes: dispatcher.tooLargeReply()))
-                } catch is NIOExtrasErrors.LeftOverBytesError {
-                    // The client closed after an unterminated line: not a request (section 1).
-                }
-            }
-        } catch {
-            logger.debug("connection ended with an error", metadata: ["error": "\(error)"])
         }
     }
 }
@@ -310,6 +270,12 @@ final class ConnectionRegistry: Sendable {
             state.entries[id]?.busy = false
             return !state.shuttingDown
         }
+    }
+
+    /// Closes every connection still open (after the drain timeout).
+    func closeAll() {
+        let open: [any Channel] = state.withLockedValue { state in state.entries.values.map(\.channel) }
+        for channel in open { channel.close(promise: nil) }
     }
 
     func beginShutdown() {
