@@ -98,56 +98,83 @@ final class GroupCommit: @unchecked Sendable {
         monitor.unlock()
     }
 
-    /// One SQLite transaction for the whole batch.
+    /// One SQLite transaction for the whole batch. Every body sees the writes of the bodies
+    /// before it, so a body's outcome, even a refusal ("link already used", "rate limited"),
+    /// may rest on their work: when the transaction does not commit, everyone who ran in it
+    /// gets the commit's error, never an answer that rested on work that is gone.
     private func run(_ batch: [Pending]) {
-        var committed: [Pending] = []  // ran without error in the open transaction
+        // A transaction left open by an earlier failure would swallow this batch.
+        do {
+            try connection.rollbackIfOpen()
+        } catch {
+            for item in batch { item.failure = error }
+            return
+        }
+        var ran: [Pending] = []  // ran in the open transaction, with or without an error
         var open = false
-        for item in batch {
+        func abandon(_ error: any Error) {
+            try? connection.rollbackIfOpen()
+            for item in ran { item.failure = error }
+            ran.removeAll()
+            open = false
+        }
+        for (index, item) in batch.enumerated() {
+            if open, !connection.inTransaction {
+                abandon(SQLiteError(code: SQLITE_ABORT, message: "SQLite rolled the transaction back", context: "group commit"))
+            }
             if !open {
                 do {
                     try connection.run("BEGIN IMMEDIATE")
                     open = true
                 } catch {
-                    item.failure = error
-                    continue
+                    // Busy for the whole busy timeout: the others would only wait as long again.
+                    for rest in batch[index...] { rest.failure = error }
+                    return
                 }
             }
             if batch.count == 1 {
                 do {
                     try item.runWork(connection)
-                    committed.append(item)
+                    ran.append(item)
                 } catch {
                     item.failure = error
-                    connection.rollback()
+                    try? connection.rollbackIfOpen()
                     open = false
                 }
                 continue
             }
             do {
                 try connection.run("SAVEPOINT batched")
-                try item.runWork(connection)
-                try connection.run("RELEASE batched")
-                committed.append(item)
             } catch {
                 item.failure = error
-                if connection.inTransaction {
-                    _ = try? connection.run("ROLLBACK TO batched")
-                    _ = try? connection.run("RELEASE batched")
-                } else {
-                    // SQLite rolled the whole transaction back (I/O error, disk full): the work
-                    // done before this item is gone too, and must not be reported as done.
-                    for earlier in committed { earlier.failure = error }
-                    committed.removeAll()
-                    open = false
+                continue
+            }
+            do {
+                try item.runWork(connection)
+                try connection.run("RELEASE batched")
+                ran.append(item)
+            } catch {
+                item.failure = error
+                ran.append(item)
+                do {
+                    // Gone already (I/O error, disk full): everything before went with it.
+                    guard connection.inTransaction else { throw error }
+                    try connection.run("ROLLBACK TO batched")
+                    try connection.run("RELEASE batched")
+                } catch let rollbackError {
+                    // This body's writes could not be undone alone: undo them all.
+                    abandon(rollbackError)
                 }
             }
         }
         guard open else { return }
         do {
+            guard connection.inTransaction else {
+                throw SQLiteError(code: SQLITE_ABORT, message: "SQLite rolled the transaction back", context: "group commit")
+            }
             try connection.run("COMMIT")
         } catch {
-            connection.rollback()
-            for item in committed { item.failure = error }
+            abandon(error)
         }
     }
 }

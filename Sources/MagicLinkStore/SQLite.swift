@@ -14,7 +14,7 @@ public struct SQLiteError: Error, CustomStringConvertible {
         let primary = code & 0xFF
         return primary == SQLITE_BUSY || primary == SQLITE_LOCKED || primary == SQLITE_FULL
             || primary == SQLITE_IOERR || primary == SQLITE_CANTOPEN || primary == SQLITE_PROTOCOL
-            || primary == SQLITE_NOMEM
+            || primary == SQLITE_NOMEM || primary == SQLITE_ABORT
     }
 
     public var description: String { "SQLite error \(code) (\(message)) in \(context)" }
@@ -98,8 +98,8 @@ final class Connection {
     var inTransaction: Bool { sqlite3_get_autocommit(handle) == 0 }
 
     /// Ends the open transaction, if any, discarding its changes.
-    func rollback() {
-        if inTransaction { _ = try? execute("ROLLBACK") }
+    func rollbackIfOpen() throws {
+        if inTransaction { try execute("ROLLBACK") }
     }
 
     /// Runs a statement for its effect; returns the number of changed rows.

@@ -83,6 +83,10 @@ public final class SQLiteStore: AuthStore, @unchecked Sendable {
     }
 
     private func checkIn(_ connection: Connection) {
+        // A reader left inside a transaction would refuse every later BEGIN and pin an old
+        // WAL snapshot (checkpoints could not finish): end it, or drop the connection.
+        try? connection.rollbackIfOpen()
+        guard !connection.inTransaction else { return }
         readersLock.withLock {
             if idleReaders.count < maximumIdleReaders { idleReaders.append(connection) }
         }

@@ -86,6 +86,51 @@ final class GroupCommitTests: XCTestCase {
         XCTAssertEqual(try names(in: path), ["after"])
     }
 
+    /// A body that refused because of an earlier body's writes must not keep its refusal when
+    /// those writes do not commit: everyone in a failed transaction hears the commit's error.
+    func testEveryoneInABatchThatDoesNotCommitGetsTheCommitError() throws {
+        let connection = try Connection(path: directory.appendingPathComponent("fk2.sqlite").path)
+        try connection.execute("PRAGMA foreign_keys = ON")
+        try connection.execute("CREATE TABLE p (id INTEGER PRIMARY KEY)")
+        try connection.execute("CREATE TABLE c (p INTEGER REFERENCES p(id) DEFERRABLE INITIALLY DEFERRED)")
+        let commits = GroupCommit(connection: connection, connectionLock: Lock())
+        let outcomes = LockedDictionary<String, String>()
+        let done = DispatchGroup()
+        let firstIsRunning = DispatchSemaphore(value: 0)
+        func writer(_ name: String, _ body: @escaping @Sendable (Connection) throws -> Void) {
+            done.enter()
+            Thread.detachNewThread {
+                defer { done.leave() }
+                do {
+                    try commits.perform(body)
+                    outcomes[name] = "ok"
+                } catch let error as SQLiteError {
+                    outcomes[name] = "sqlite \(error.code & 0xFF)"
+                } catch {
+                    outcomes[name] = "refused"
+                }
+            }
+        }
+        writer("first") { _ in
+            firstIsRunning.signal()
+            let deadline = Date().addingTimeInterval(10)
+            while commits.queuedCount < 2, Date() < deadline { usleep(1_000) }
+        }
+        XCTAssertEqual(firstIsRunning.wait(timeout: .now() + 10), .success)
+        // Writes a row whose parent does not exist: the COMMIT of its batch fails.
+        writer("orphan") { try $0.run("INSERT INTO c (p) VALUES (7)") }
+        // Refuses because it sees the orphan row (as "link already used" would see a used link).
+        writer("refuser") { connection in
+            if try connection.queryFirst("SELECT count(*) FROM c", row: { $0.int64(0) }) == 1 { throw Refused() }
+        }
+        XCTAssertEqual(done.wait(timeout: .now() + 20), .success)
+        XCTAssertEqual(commits.batchSizes, [1: 1, 2: 1])
+        let constraint = "sqlite \(SQLITE_CONSTRAINT)"
+        XCTAssertEqual(outcomes.all, ["first": "ok", "orphan": constraint, "refuser": constraint])
+        XCTAssertFalse(connection.inTransaction)
+        XCTAssertEqual(try connection.query("SELECT count(*) FROM c") { $0.int64(0) }, [0])
+    }
+
     func testResultsComeBackToTheirOwnCallers() throws {
         let (commits, _) = try makeCommits()
         let group = DispatchGroup()
