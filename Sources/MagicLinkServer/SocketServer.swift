@@ -9,7 +9,7 @@ import ServiceLifecycle
 import Glibc
 #endif
 
-/// Serves the line protocol on a Unix domain socket: one child task per connection, requests of
+/// Serves the line protocol on a Unix domain socket: a `RequestHandler` in each connection's pipeline, requests of
 /// a connection answered in order. Before a connection is served, its peer is checked against
 /// the allow lists and a place is found for it (`max_connections`: the connection idle longest
 /// makes room); a `ConnectionGuard` then enforces the request and idle timeouts on the event
@@ -189,7 +189,7 @@ final class SocketServer: Service, Sendable, CustomStringConvertible {
 final class ConnectionRegistry: Sendable {
     private struct Entry {
         var channel: any Channel
-        /// The serving task has taken a request and not yet written its reply.
+        /// The request handler has taken a request and not yet written its reply.
         var busy = false
         var activity: ConnectionActivity
         /// Chosen to make room; its close is on the way and it no longer counts.
