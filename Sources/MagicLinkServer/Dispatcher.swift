@@ -35,26 +35,103 @@ final class Dispatcher: Sendable {
         self.mailWakeup = mailWakeup
     }
 
-    /// The reply (with its line feed) to one request line.
-    func reply(to line: ByteBuffer, peer: PeerCredentials = .unknown) async -> [UInt8] {
-        let request: Request
+    /// A request line, decoded as far as it can be without waiting.
+    enum Prepared {
+        /// Answered already: a line that is not a request, or `hello`.
+        case answered([UInt8])
+        /// `session`: `replySession` answers it without a task.
+        case session(Request)
+        case request(Request)
+    }
+
+    /// Decodes a line; answers at once what needs no database.
+    func prepare(_ line: ByteBuffer) -> Prepared {
         switch line.withUnsafeReadableBytes({ Envelope.decode($0, knownOps: Self.knownOps) }) {
-        case .success(let decoded):
-            request = decoded
+        case .success(let request):
+            switch request.op {
+            case "hello": return .answered(Envelope.success(id: request.id, result: helloResult))
+            case "session": return .session(request)
+            default: return .request(request)
+            }
         case .failure(let failure):
             logger.debug("request refused", metadata: ["code": "\(failure.error.code)", "why": "\(failure.error.message)"])
-            return Envelope.failure(id: failure.id, error: failure.error)
+            return .answered(Envelope.failure(id: failure.id, error: failure.error))
         }
+    }
+
+    /// The reply (with its line feed) to one request line.
+    func reply(to line: ByteBuffer, peer: PeerCredentials = .unknown) async -> [UInt8] {
+        switch prepare(line) {
+        case .answered(let reply): return reply
+        case .session(let request), .request(let request): return await reply(to: request, peer: peer)
+        }
+    }
+
+    /// The reply to a decoded request.
+    func reply(to request: Request, peer: PeerCredentials = .unknown) async -> [UInt8] {
         do {
             let result = try await perform(request, peer: peer)
             return Envelope.success(id: request.id, result: result)
         } catch {
-            let wire = ErrorMapping.wireError(for: error)
-            if wire.code == .internalError {
-                logger.error("internal error", metadata: ["op": "\(request.op)", "error": "\(String(reflecting: error))"])
-            }
-            return Envelope.failure(id: request.id, error: wire)
+            return failureReply(to: request, error)
         }
+    }
+
+    /// `session`, the op every page of every app calls, without a task: the check runs on the
+    /// session pool and `completion` gets the reply on that pool's thread.
+    func replySession(_ request: Request, completion: @escaping @Sendable ([UInt8]) -> Void) {
+        let arguments: SessionArguments
+        do {
+            arguments = try sessionArguments(Params(request.params))
+        } catch {
+            completion(failureReply(to: request, error))
+            return
+        }
+        sessionPool.submit { state in
+            guard case .active = state else {
+                completion(self.failureReply(to: request, ShuttingDown()))
+                return
+            }
+            do {
+                let info = try arguments.authenticator.session(arguments.session, ip: arguments.ip)
+                completion(Envelope.success(id: request.id, result: Self.sessionResult(info)))
+            } catch {
+                completion(self.failureReply(to: request, error))
+            }
+        }
+    }
+
+    private func failureReply(to request: Request, _ error: any Error) -> [UInt8] {
+        let wire = ErrorMapping.wireError(for: error)
+        if wire.code == .internalError {
+            logger.error("internal error", metadata: ["op": "\(request.op)", "error": "\(String(reflecting: error))"])
+        }
+        return Envelope.failure(id: request.id, error: wire)
+    }
+
+    private var helloResult: JSONObject {
+        [
+            "server": "magiclinkd",
+            "version": .string(MagicLinkVersion.string),
+            "protocol": 1,
+            "ops": .array(Self.ops.map { .string($0) }),
+            "max_line_bytes": .integer(Int64(maxLineBytes)),
+            "apps": .array(apps.ids.map { .string($0) }),
+        ]
+    }
+
+    private typealias SessionArguments = (authenticator: Authenticator, session: String, ip: String?)
+
+    private func sessionArguments(_ params: Params) throws -> SessionArguments {
+        (try apps.resolve(params), try params.requiredString("session"), try params.optionalString("ip"))
+    }
+
+    private static func sessionResult(_ info: SessionInfo) -> JSONObject {
+        [
+            "user": .object(["id": .string(info.user.id), "email": .string(info.user.email)]),
+            "expires_at": .integer(info.expiresAt),
+            "idle_expires_at": .integer(info.idleExpiresAt),
+        ]
     }
 
     /// The reply sent before closing a connection whose line is over the limit.
@@ -70,14 +147,7 @@ final class Dispatcher: Sendable {
             return try await admin.perform(request.op, params, peer: peer)
         }
         if request.op == "hello" {
-            return [
-                "server": "magiclinkd",
-                "version": .string(MagicLinkVersion.string),
-                "protocol": 1,
-                "ops": .array(Self.ops.map { .string($0) }),
-                "max_line_bytes": .integer(Int64(maxLineBytes)),
-                "apps": .array(apps.ids.map { .string($0) }),
-            ]
+            return helloResult
         }
         // Every other op works on one app's users, links and sessions.
         let authenticator = try apps.resolve(params)
@@ -151,14 +221,9 @@ final class Dispatcher: Sendable {
             return result
 
         case "session":
-            let session = try params.requiredString("session")
-            let ip = try params.optionalString("ip")
-            let info = try await blocking(on: sessionPool) { try authenticator.session(session, ip: ip) }
-            return [
-                "user": .object(["id": .string(info.user.id), "email": .string(info.user.email)]),
-                "expires_at": .integer(info.expiresAt),
-                "idle_expires_at": .integer(info.idleExpiresAt),
-            ]
+            let arguments = try sessionArguments(params)
+            let info = try await blocking(on: sessionPool) { try arguments.authenticator.session(arguments.session, ip: arguments.ip) }
+            return Self.sessionResult(info)
 
         case "logout":
             let session = try params.requiredString("session")

@@ -3,9 +3,11 @@ import MagicLinkProtocol
 import NIOCore
 import NIOExtras
 
-/// Serves one connection's request lines in order, as a channel handler: each line goes to the
-/// dispatcher in a task that runs on this channel's event loop, and its reply is written from
-/// the loop when it is ready; the next line waits for it (replies keep request order). Lines
+/// Serves one connection's request lines in order, as a channel handler. What needs no database
+/// (`hello`, a line that is not a request) is answered at once; `session` goes to the session
+/// pool and comes back by callback; every other op runs in a task on this channel's event loop.
+/// Each reply is written from the loop when it is ready, and the next line waits for it
+/// (replies keep request order). Lines
 /// that arrive meanwhile queue here; past `maximumQueued` the handler stops asking the channel
 /// to read, so a client that pipelines without reading fills its own socket buffer, not ours.
 ///
@@ -122,8 +124,20 @@ final class RequestHandler: ChannelDuplexHandler {
                     if !registry.markIdle(id) { close(context: context) }
                     continue
                 }
-                busy = true
-                dispatch(line, context: context)
+                switch dispatcher.prepare(line) {
+                case .answered(let answer):
+                    reply(answer, context: context)
+                    if !registry.markIdle(id) { close(context: context) }
+                case .session(let request):
+                    busy = true
+                    let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
+                    dispatcher.replySession(request) { answer in
+                        bound.eventLoop.execute { bound.value.handler.finish(answer, context: bound.value.context) }
+                    }
+                case .request(let request):
+                    busy = true
+                    dispatch(request, context: context)
+                }
             }
         }
         if heldRead, queue.count < maximumQueued, !closed {
@@ -132,13 +146,13 @@ final class RequestHandler: ChannelDuplexHandler {
         }
     }
 
-    private func dispatch(_ line: ByteBuffer, context: ChannelHandlerContext) {
+    private func dispatch(_ request: Request, context: ChannelHandlerContext) {
         let eventLoop = context.eventLoop
         let bound = NIOLoopBound((handler: self, context: context), eventLoop: eventLoop)
         let dispatcher = self.dispatcher
         let peer = self.peer
         Task(executorPreference: EventLoopTaskExecutor(eventLoop)) {
-            let answer = await dispatcher.reply(to: line, peer: peer)
+            let answer = await dispatcher.reply(to: request, peer: peer)
             if eventLoop.inEventLoop {
                 bound.value.handler.finish(answer, context: bound.value.context)
             } else {
