@@ -41,6 +41,8 @@ final class RequestHandler: ChannelDuplexHandler {
     /// Nothing more is read: the client closed its side or a line overflowed (the decoder then
     /// reports every later read as an error, which means nothing here).
     private var inputDone = false
+    /// The registry said shutdown has begun: close as soon as nothing is in hand.
+    private var shutdownSeen = false
     /// The last reply written: a close waits for it, so a reply before a close is not lost.
     private var lastWrite: EventLoopFuture<Void>?
 
@@ -91,16 +93,25 @@ final class RequestHandler: ChannelDuplexHandler {
     }
 
     func read(context: ChannelHandlerContext) {
-        if queue.count >= maximumQueued {
+        // Held while lines wait, while replies wait for the client to read them (so a client
+        // that pipelines without reading fills its own buffers, not ours), and once input is
+        // done (nothing after an over-long line is read).
+        if queue.count >= maximumQueued || !context.channel.isWritable || inputDone {
             heldRead = true
         } else {
             context.read()
         }
     }
 
-    /// Takes queued lines until one needs the dispatcher (or the connection ends).
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { serveNext(context: context) }
+        context.fireChannelWritabilityChanged()
+    }
+
+    /// Takes queued lines until one needs the dispatcher, the client must read replies first,
+    /// or the connection ends.
     private func serveNext(context: ChannelHandlerContext) {
-        while !busy, !closed, let item = queue.popFirst() {
+        while !busy, !closed, context.channel.isWritable, let item = queue.popFirst() {
             switch item {
             case .end:
                 close(context: context)
@@ -108,6 +119,10 @@ final class RequestHandler: ChannelDuplexHandler {
                 reply(dispatcher.tooLargeReply(), context: context)
                 close(context: context)
             case .line(let line):
+                // Blank lines are no requests: no reply, not even during shutdown.
+                if line.readableBytes == 0 || (line.readableBytes == 1 && line.getInteger(at: line.readerIndex, as: UInt8.self) == 13) {
+                    continue
+                }
                 guard registry.markBusy(id) else {
                     // Read but not started when shutdown began: say so, then close.
                     reply(Envelope.failure(id: .null, error: WireError(.unavailable, "The daemon is shutting down; try again shortly.")),
@@ -120,27 +135,30 @@ final class RequestHandler: ChannelDuplexHandler {
                     close(context: context)
                     return
                 }
-                if line.readableBytes == 0 || (line.readableBytes == 1 && line.getInteger(at: line.readerIndex, as: UInt8.self) == 13) {
-                    if !registry.markIdle(id) { close(context: context) }
-                    continue
-                }
                 switch dispatcher.prepare(line) {
                 case .answered(let answer):
                     reply(answer, context: context)
-                    if !registry.markIdle(id) { close(context: context) }
+                    if !registry.markIdle(id) { shutdownSeen = true }
                 case .session(let request):
                     busy = true
+                    registry.requestStarted()
                     let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
                     dispatcher.replySession(request) { answer in
                         bound.eventLoop.execute { bound.value.handler.finish(answer, context: bound.value.context) }
                     }
                 case .request(let request):
                     busy = true
+                    registry.requestStarted()
                     dispatch(request, context: context)
                 }
             }
         }
-        if heldRead, queue.count < maximumQueued, !closed {
+        guard !closed else { return }
+        if !busy, queue.isEmpty, shutdownSeen {
+            close(context: context)  // answered what was in hand; nothing waits
+            return
+        }
+        if heldRead, queue.count < maximumQueued, context.channel.isWritable, !inputDone {
             heldRead = false
             context.read()
         }
@@ -162,13 +180,13 @@ final class RequestHandler: ChannelDuplexHandler {
     }
 
     private func finish(_ answer: [UInt8], context: ChannelHandlerContext) {
+        registry.requestEnded()
         busy = false
         guard !closed else { return }
         reply(answer, context: context)
-        guard registry.markIdle(id) else {
-            close(context: context)
-            return
-        }
+        // During shutdown the next queued line hears `unavailable` (in serveNext), then the
+        // connection closes.
+        if !registry.markIdle(id) { shutdownSeen = true }
         serveNext(context: context)
     }
 

@@ -161,7 +161,7 @@ final class SocketServer: Service, Sendable, CustomStringConvertible {
             let registry = connections
             channel.closeFuture.whenComplete { _ in registry.remove(id) }
             try pipeline.addHandler(ConnectionGuard(id: id, registry: registry, policy: policy, peer: peer, logs: logs, now: now))
-            // The buffer limit cuts off a line that never ends; `serve` checks each complete
+            // The buffer limit cuts off a line that never ends; `RequestHandler` checks each complete
             // line too (a whole over-long line can arrive in one read).
             try pipeline.addHandler(ByteToMessageHandler(LineBasedFrameDecoder(), maximumBufferSize: maxLine + 1))
             try pipeline.addHandler(RequestHandler(id: id, peer: peer, dispatcher: dispatcher, registry: registry, logger: logger))
@@ -172,11 +172,11 @@ final class SocketServer: Service, Sendable, CustomStringConvertible {
     private func drain() async {
         connections.beginShutdown()
         let deadline = ContinuousClock.now + drainTimeout
-        while connections.count > 0, ContinuousClock.now < deadline {
+        while connections.count > 0 || connections.inFlight > 0, ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(20))
         }
-        if connections.count > 0 {
-            logger.warning("closing connections still busy after the drain timeout", metadata: ["connections": "\(connections.count)"])
+        if connections.count > 0 || connections.inFlight > 0 {
+            logger.warning("closing connections still busy after the drain timeout", metadata: ["connections": "\(connections.count)", "requests": "\(connections.inFlight)"])
         }
     }
 }
@@ -201,6 +201,9 @@ final class ConnectionRegistry: Sendable {
         var entries: [Int: Entry] = [:]
         var evicted = 0
         var shuttingDown = false
+        /// Requests handed to the dispatcher whose reply has not come back, whether or not
+        /// their connection is still open: shutdown waits for them before the pools stop.
+        var inFlight = 0
     }
 
     enum Admission {
@@ -264,7 +267,12 @@ final class ConnectionRegistry: Sendable {
         }
     }
 
+    var inFlight: Int { state.withLockedValue { $0.inFlight } }
+    func requestStarted() { state.withLockedValue { $0.inFlight += 1 } }
+    func requestEnded() { state.withLockedValue { $0.inFlight -= 1 } }
+
     /// False when shutdown has begun: the reply is out, the connection should end now.
+    @discardableResult
     func markIdle(_ id: Int) -> Bool {
         state.withLockedValue { state in
             state.entries[id]?.busy = false

@@ -13,6 +13,7 @@ import socket
 import struct
 import subprocess
 import termios
+import threading
 import time
 
 import pytest
@@ -393,6 +394,31 @@ def test_pipelined_requests_still_work(daemon_factory):
         assert all(r["ok"] for r in replies)
         # Empty lines between requests get nothing and change nothing.
         assert [r["id"] for r in c.send_raw(b'\n{"id":"a","op":"hello"}\r\n\r\n{"id":"b","op":"hello"}\n')] == ["a", "b"]
+
+
+def test_a_client_that_pipelines_without_reading_fills_its_own_buffers(daemon_factory):
+    """Replies wait for the client to read them: the daemon stops answering (and reading) while
+    the connection cannot take more, instead of piling replies up in memory."""
+    d = daemon_factory()
+    n = 60_000
+    payload = b"".join(b'{"id":%d,"op":"hello"}\n' % i for i in range(n))  # 1.6 MB; replies 23 MB
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(str(d.socket_path))
+    before = rss_kib(d.proc.pid)
+    writer = threading.Thread(target=s.sendall, args=(payload,), daemon=True)
+    writer.start()
+    time.sleep(2.0)  # long enough to answer everything, were replies not held back
+    grown = rss_kib(d.proc.pid) - before
+    assert grown < 8 * 1024, f"daemon RSS grew by {grown} KiB while the client was not reading"
+    # Now read: every reply arrives, in order, and the daemon carries on.
+    f = s.makefile("rb")
+    for i in range(n):
+        reply = json.loads(f.readline())
+        assert reply["id"] == i and reply["ok"], reply
+    writer.join(timeout=30)
+    s.close()
+    with d.client() as c:
+        ok(c.call("hello"))
 
 
 # ------------------------------------------------------------------------------ settings

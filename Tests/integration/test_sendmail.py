@@ -23,8 +23,11 @@ if os.path.exists(statuses):
         status = int(lines[0])
         open(statuses, "w").write(" ".join(lines[1:]))
 n = len([f for f in os.listdir(spool) if f.endswith(".json")])
-with open(os.path.join(spool, f"{n:04d}.json"), "w") as f:
+# Written aside and renamed: a test polling the spool never reads a half-written record.
+record = os.path.join(spool, f"{n:04d}.json")
+with open(record + ".part", "w") as f:
     json.dump({"argv": sys.argv[1:], "status": status, "message": data.decode("utf-8", "replace")}, f)
+os.rename(record + ".part", record)
 if status:
     sys.stderr.write(f"fake sendmail: failing with {status}\\n")
 sys.exit(status)
