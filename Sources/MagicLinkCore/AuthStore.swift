@@ -4,6 +4,38 @@
 public protocol AuthStore: Sendable {
     func write<T>(_ body: (any AuthTransaction) throws -> T) throws -> T
     func read<T>(_ body: (any AuthReadTransaction) throws -> T) throws -> T
+    /// A session the store holds in memory and can vouch for: its row and user as of the last
+    /// commit to the database, by anyone. Never blocks and never does I/O (it runs on event
+    /// loops); nil when only the database can answer.
+    func cachedSession(hash: [UInt8]) -> CachedSession?
+}
+
+extension AuthStore {
+    public func cachedSession(hash: [UInt8]) -> CachedSession? { nil }
+}
+
+/// What `session` needs of a session row and its user, held in memory.
+public struct CachedSession: Sendable, Equatable {
+    public var userID: String
+    public var email: String
+    public var appID: String
+    public var expiresAt: Int64
+    public var idleExpiresAt: Int64
+    public var touchedAt: Int64
+
+    public init(userID: String, email: String, appID: String, expiresAt: Int64, idleExpiresAt: Int64, touchedAt: Int64) {
+        self.userID = userID
+        self.email = email
+        self.appID = appID
+        self.expiresAt = expiresAt
+        self.idleExpiresAt = idleExpiresAt
+        self.touchedAt = touchedAt
+    }
+
+    public init(_ record: SessionRecord, _ user: UserRecord) {
+        self.init(userID: user.id, email: user.email, appID: user.appID, expiresAt: record.expiresAt,
+                  idleExpiresAt: record.idleExpiresAt, touchedAt: record.touchedAt)
+    }
 }
 
 /// What one rate limit needs of its window.

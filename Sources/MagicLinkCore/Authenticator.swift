@@ -405,6 +405,22 @@ public struct Authenticator: Sendable {
         }
     }
 
+    /// `session` answered from the store's memory, without I/O, so it may run on an event loop.
+    /// Nil when only `session(_:ip:)` can answer: a session the store does not hold or cannot
+    /// vouch for, one that is not live, or one due for its idle-expiry touch (a write).
+    /// Failures never come from here, so the failure throttle sees every one of them.
+    public func cachedSession(_ text: String, ip: String? = nil) -> SessionInfo? {
+        // A malformed `ip` is refused by `session(_:ip:)`, whatever the session.
+        guard Secret.isWellFormed(text), ip.map({ IPAddress.rateLimitKey($0) != nil }) ?? true else { return nil }
+        guard let cached = store.cachedSession(hash: Secret.hash(of: text)), cached.appID == policy.appID else { return nil }
+        let now = time.now()
+        guard now < cached.expiresAt, now < cached.idleExpiresAt, now - cached.touchedAt < policy.sessionTouchInterval else {
+            return nil
+        }
+        return SessionInfo(user: UserInfo(id: cached.userID, email: cached.email), expiresAt: cached.expiresAt,
+                           idleExpiresAt: cached.idleExpiresAt)
+    }
+
     private func sessionUnthrottled(_ text: String) throws -> SessionInfo {
         guard Secret.isWellFormed(text) else { throw AuthError.invalidSession }
         let hash = Secret.hash(of: text)

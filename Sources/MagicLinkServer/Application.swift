@@ -80,7 +80,7 @@ public func buildApplication(configuration: Configuration, logger: Logger,
         listener = .path(configuration.socket, mode: configuration.socketMode)
     }
 
-    let store = try SQLiteStore(path: configuration.database, now: time.now())
+    let store = try SQLiteStore(path: configuration.database, sessionCacheCapacity: configuration.sessionCacheEntries, now: time.now())
     let keyBytes = try loadOrCreateKey(at: configuration.effectiveKeyFile, random: random)
     guard let sealer = TokenSealer(keyBytes: keyBytes) else {
         throw KeyFileError(path: configuration.effectiveKeyFile, problem: "is not a valid key")

@@ -59,6 +59,8 @@ public struct Configuration: Sendable {
     public var sessionTTL: Int64 = 30 * 86_400
     public var sessionIdleTTL: Int64 = 7 * 86_400
     public var sessionTouchInterval: Int64 = 60
+    /// Live sessions kept in memory so `session` answers without the database (0: none).
+    public var sessionCacheEntries = 100_000
     public var maxLineBytes = 65_536
     public var rateLimitIPMax = 50
     public var rateLimitIPWindow: Int64 = 3_600
@@ -344,7 +346,7 @@ public struct Configuration: Sendable {
             ("mail_queue_max", "\(mailQueueMax)"), ("mail_retry_min_delay", "\(mailRetryMinDelay)"),
             ("mail_retry_max_delay", "\(mailRetryMaxDelay)"), ("token_ttl", "\(tokenTTL)"), ("session_ttl", "\(sessionTTL)"),
             ("session_idle_ttl", "\(sessionIdleTTL)"), ("session_touch_interval", "\(sessionTouchInterval)"),
-            ("max_line_bytes", "\(maxLineBytes)"), ("rate_limit_ip_max", "\(rateLimitIPMax)"),
+            ("session_cache_entries", "\(sessionCacheEntries)"), ("max_line_bytes", "\(maxLineBytes)"), ("rate_limit_ip_max", "\(rateLimitIPMax)"),
             ("rate_limit_ip_window", "\(rateLimitIPWindow)"), ("rate_limit_email_max", "\(rateLimitEmailMax)"),
             ("rate_limit_email_window", "\(rateLimitEmailWindow)"), ("rate_limit_email_cooldown", "\(rateLimitEmailCooldown)"),
             ("rate_limit_global_max", "\(rateLimitGlobalMax)"), ("rate_limit_global_window", "\(rateLimitGlobalWindow)"),
@@ -487,6 +489,7 @@ extension Configuration {
         Setting("session_ttl") { c, v throws(SettingError) in c.sessionTTL = try seconds(v) },
         Setting("session_idle_ttl") { c, v throws(SettingError) in c.sessionIdleTTL = try seconds(v) },
         Setting("session_touch_interval") { c, v throws(SettingError) in c.sessionTouchInterval = try seconds(v, allowZero: true) },
+        Setting("session_cache_entries") { c, v throws(SettingError) in c.sessionCacheEntries = Int(try integer(v, in: 0...10_000_000)) },
         Setting("max_line_bytes") { c, v throws(SettingError) in c.maxLineBytes = Int(try integer(v, in: 1_024...16_777_216)) },
         Setting("rate_limit_ip_max") { c, v throws(SettingError) in c.rateLimitIPMax = Int(try integer(v, in: 1...1_000_000)) },
         Setting("rate_limit_ip_window") { c, v throws(SettingError) in c.rateLimitIPWindow = try seconds(v) },

@@ -37,7 +37,7 @@ final class Dispatcher: Sendable {
 
     /// A request line, decoded as far as it can be without waiting.
     enum Prepared {
-        /// Answered already: a line that is not a request, or `hello`.
+        /// Answered already: a line that is not a request, `hello`, or a cached live session.
         case answered([UInt8])
         /// `session`: `replySession` answers it without a task.
         case session(Request)
@@ -50,7 +50,13 @@ final class Dispatcher: Sendable {
         case .success(let request):
             switch request.op {
             case "hello": return .answered(Envelope.success(id: request.id, result: helloResult))
-            case "session": return .session(request)
+            case "session":
+                // A live session the store holds and vouches for: answered here, on the loop.
+                if let arguments = try? sessionArguments(Params(request.params)),
+                   let info = arguments.authenticator.cachedSession(arguments.session, ip: arguments.ip) {
+                    return .answered(Envelope.success(id: request.id, result: Self.sessionResult(info)))
+                }
+                return .session(request)
             default: return .request(request)
             }
         case .failure(let failure):

@@ -36,6 +36,8 @@ final class GroupCommit: @unchecked Sendable {
     private let monitor = Monitor()
     private var queue: [Pending] = []
     private var leading = false
+    /// Runs after each batch, still holding the connection (the session cache's reconciliation).
+    var afterBatch: (() -> Void)?
 
     /// How many transactions each batch carried, for tests: [batch size: count].
     var batchSizes: [Int: Int] {
@@ -85,7 +87,10 @@ final class GroupCommit: @unchecked Sendable {
             let batch = Array(queue.prefix(maximumBatch))
             queue.removeFirst(batch.count)
             monitor.unlock()
-            connectionLock.withLock { run(batch) }
+            connectionLock.withLock {
+                run(batch)
+                afterBatch?()
+            }
             monitor.lock()
             for item in batch {
                 item.work = nil  // not run when BEGIN failed

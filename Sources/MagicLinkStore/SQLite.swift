@@ -189,4 +189,10 @@ final class Lock: @unchecked Sendable {
         defer { pthread_mutex_unlock(&mutex) }
         return try body()
     }
+    /// Runs `body` only if the lock is free right now.
+    func ifAvailable(_ body: () -> Void) {
+        guard pthread_mutex_trylock(&mutex) == 0 else { return }
+        defer { pthread_mutex_unlock(&mutex) }
+        body()
+    }
 }

@@ -16,9 +16,18 @@ public final class SQLiteStore: AuthStore, @unchecked Sendable {
     private let readersLock = Lock()
     private var idleReaders: [Connection] = []
     private let maximumIdleReaders: Int
+    /// Live sessions answered without the database (nil when disabled or the WAL index cannot
+    /// be mapped); see `SessionCache` for why it is never behind the database.
+    let sessionCache: SessionCache?
+    /// Sessions and users this process changed since the last reconciliation (writer lock).
+    private let changes = WriterChanges()
+    /// The writer's last `PRAGMA data_version`: it moves only for other connections' commits.
+    private var lastDataVersion: Int64?
 
     /// Opens (creating when missing) and migrates the database; restricts its files to mode 0600.
-    public init(path: String, maximumIdleReaders: Int = 4, now: Int64 = SystemTime().now()) throws {
+    /// `sessionCacheCapacity` bounds the live sessions kept in memory (0: none).
+    public init(path: String, maximumIdleReaders: Int = 4, sessionCacheCapacity: Int = 100_000,
+                now: Int64 = SystemTime().now()) throws {
         self.path = path
         self.maximumIdleReaders = maximumIdleReaders
         writer = try Connection(path: path)
@@ -28,6 +37,32 @@ public final class SQLiteStore: AuthStore, @unchecked Sendable {
         _ = try Migrations.run(on: writer, now: now)
         commits = GroupCommit(connection: writer, connectionLock: writerLock)
         try Self.restrictPermissions(of: path)
+        if sessionCacheCapacity > 0, let counter = WALCommitCounter(databasePath: path) {
+            sessionCache = SessionCache(counter: counter, capacity: sessionCacheCapacity)
+            changes.install(on: writer)
+            lastDataVersion = try writer.queryFirst("PRAGMA data_version") { $0.int64(0) }
+            commits.afterBatch = { [unowned self] in reconcileSessionCache() }
+        } else {
+            sessionCache = nil
+        }
+    }
+
+    public func cachedSession(hash: [UInt8]) -> CachedSession? {
+        sessionCache?.lookup(hash)
+    }
+
+    /// Brings the session cache up to the database after this process's commits (and notices
+    /// anyone else's). Holds the writer lock, with no transaction open.
+    private func reconcileSessionCache() {
+        guard let sessionCache, !writer.inTransaction else { return }
+        // The counter first: a commit after this read moves it again and is caught next time.
+        let counter = sessionCache.counterValue
+        let version = try? writer.queryFirst("PRAGMA data_version") { $0.int64(0) }
+        let external = version == nil || version != lastDataVersion
+        lastDataVersion = version
+        sessionCache.reconcile(counter: counter, external: external, usersChanged: changes.usersChanged,
+                               changed: changes.sessions)
+        changes.reset()
     }
 
     /// The names of all migrations applied to this database, in order.
@@ -52,20 +87,27 @@ public final class SQLiteStore: AuthStore, @unchecked Sendable {
     /// Write transactions from concurrent callers share commits (see `GroupCommit`).
     public func write<T>(_ body: (any AuthTransaction) throws -> T) throws -> T {
         do {
-            return try commits.perform { try body(Transaction(connection: $0)) }
+            return try commits.perform { try body(Transaction(connection: $0, sessionFill: nil)) }
         } catch {
             throw classify(error)
         }
     }
 
     public func read<T>(_ body: (any AuthReadTransaction) throws -> T) throws -> T {
+        var fill: Transaction.SessionFill?
+        if let sessionCache {
+            // A commit the writer has not reconciled (another process's, while ours is idle)
+            // keeps the cache shut until someone does; the writer does it after its batches.
+            if sessionCache.isBehind { writerLock.ifAvailable { reconcileSessionCache() } }
+            fill = (sessionCache, sessionCache.fillGeneration())  // before the snapshot
+        }
         let connection = try checkOutReader()
         defer { checkIn(connection) }
         do {
             // Prepared once per connection, like every other statement.
             try connection.run("BEGIN")
             defer { _ = try? connection.run("COMMIT") }
-            return try body(Transaction(connection: connection))
+            return try body(Transaction(connection: connection, sessionFill: fill))
         } catch {
             throw classify(error)
         }
@@ -341,7 +383,10 @@ public final class SQLiteStore: AuthStore, @unchecked Sendable {
 
 /// The SQL behind `AuthTransaction`, on whichever connection the transaction holds.
 struct Transaction: AuthTransaction {
+    typealias SessionFill = (cache: SessionCache, generation: UInt64)
     let connection: Connection
+    /// Set in read transactions: sessions they read are offered to the cache.
+    let sessionFill: SessionFill?
 
     private static let tokenColumns = "hash, email, email_key, redirect, created_at, expires_at, used_at, superseded_at, ip, user_agent, flow_hash, code_hash, code_failures, peeks, app_id"
 
@@ -369,7 +414,7 @@ struct Transaction: AuthTransaction {
     }
 
     func session(hash: [UInt8]) throws -> (SessionRecord, UserRecord)? {
-        try connection.queryFirst("""
+        let found = try connection.queryFirst("""
             SELECT s.id_hash, s.user_id, s.created_at, s.expires_at, s.idle_expires_at, s.touched_at, s.ip, s.user_agent,
                    u.email, u.email_key, u.created_at, u.app_id
             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = ?
@@ -379,6 +424,10 @@ struct Transaction: AuthTransaction {
                            userAgent: row.optionalText(7)),
              UserRecord(id: row.text(1), email: row.text(8), emailKey: row.text(9), createdAt: row.int64(10), appID: row.text(11)))
         }
+        if let found, let sessionFill {
+            sessionFill.cache.fill(hash, CachedSession(found.0, found.1), generation: sessionFill.generation)
+        }
+        return found
     }
 
     /// Two walks of the (key, at) index from the newest end: the `maximum`-th newest event and

@@ -1,0 +1,242 @@
+import Foundation
+import MagicLinkCore
+@testable import MagicLinkStore
+import XCTest
+
+/// The session cache answers only what the database would answer now: every way a session can
+/// end or change, in this process or in another connection, closes it at once.
+final class SessionCacheTests: XCTestCase {
+    var directory: URL!
+    var path: String { directory.appendingPathComponent("test.sqlite").path }
+    let start: Int64 = 1_800_000_000
+
+    override func setUpWithError() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("magiclinkd-cache-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    private func makeAuthenticator(_ store: SQLiteStore, clock: Clock, touchInterval: Int64 = 60) -> (Authenticator, TokenSealer) {
+        let sealer = TokenSealer(keyBytes: [UInt8](repeating: 9, count: 32))!
+        var policy = AuthPolicy(callbackURL: "https://app.example.com/cb", redirects: try! RedirectPolicy(allowedOrigins: []))
+        policy.sessionTouchInterval = touchInterval
+        policy.addressCooldown = 0
+        return (Authenticator(policy: policy, store: store, sealer: sealer, time: clock), sealer)
+    }
+
+    /// A session by the real flow: start, the mail's token, callback.
+    private func login(_ email: String, _ auth: Authenticator, _ sealer: TokenSealer, _ store: SQLiteStore, clock: Clock) throws -> LoginResult {
+        _ = try auth.start(StartRequest(email: email, ip: "192.0.2.4"))
+        let claimed = try store.claimDueMail(now: clock.now(), limit: 10)
+        let mail = try XCTUnwrap(claimed.last)
+        let token = try XCTUnwrap(sealer.open(mail.sealedToken, messageID: mail.messageID).flatMap(MailSecrets.init(payload:))?.token)
+        try store.finishMail(messageID: mail.messageID, outcome: .sent, now: clock.now())
+        return try auth.callback(token: token, confirm: true)
+    }
+
+    private struct Fixture {
+        let store: SQLiteStore
+        let auth: Authenticator
+        let sealer: TokenSealer
+        let clock: Clock
+    }
+
+    private func fixture(capacity: Int = 1_000, touchInterval: Int64 = 60) throws -> Fixture {
+        let clock = Clock(start)
+        let store = try SQLiteStore(path: path, sessionCacheCapacity: capacity, now: start)
+        let (auth, sealer) = makeAuthenticator(store, clock: clock, touchInterval: touchInterval)
+        return Fixture(store: store, auth: auth, sealer: sealer, clock: clock)
+    }
+
+    /// A session checked once is answered from memory, with what the database says.
+    func testASessionReadOnceIsAnsweredFromMemory() throws {
+        let f = try fixture()
+        let login = try login("ann@example.com", f.auth, f.sealer, f.store, clock: f.clock)
+        XCTAssertNil(f.auth.cachedSession(login.session), "a new session is not held before it is read")
+        let fromDatabase = try f.auth.session(login.session)
+        XCTAssertEqual(f.auth.cachedSession(login.session), fromDatabase)
+        XCTAssertEqual(fromDatabase.user.email, "ann@example.com")
+        XCTAssertNil(f.auth.cachedSession("not-a-session"))
+        XCTAssertNil(f.auth.cachedSession(login.session, ip: "not an ip"), "a bad ip is left to session(), which refuses it")
+        XCTAssertNotNil(f.auth.cachedSession(login.session, ip: "2001:db8::1"))
+    }
+
+    func testLogoutEndsTheCachedSessionAtOnce() throws {
+        let f = try fixture()
+        let login = try login("ann@example.com", f.auth, f.sealer, f.store, clock: f.clock)
+        let other = try self.login("bob@example.com", f.auth, f.sealer, f.store, clock: f.clock)
+        _ = try f.auth.session(login.session)
+        _ = try f.auth.session(other.session)
+        try f.auth.logout(login.session)
+        XCTAssertNil(f.auth.cachedSession(login.session))
+        XCTAssertThrowsError(try f.auth.session(login.session))
+        XCTAssertNil(f.auth.cachedSession(login.session), "a dead session is never filled")
+        XCTAssertNotNil(f.auth.cachedSession(other.session), "only that session was dropped")
+    }
+
+    func testLogoutAllAndRevocationEndCachedSessions() throws {
+        let f = try fixture()
+        let first = try login("ann@example.com", f.auth, f.sealer, f.store, clock: f.clock)
+        f.clock.value += 1
+        let second = try login("ann@example.com", f.auth, f.sealer, f.store, clock: f.clock)
+        let third = try login("cy@example.com", f.auth, f.sealer, f.store, clock: f.clock)
+        for login in [first, second, third] { _ = try f.auth.session(login.session) }
+        XCTAssertEqual(try f.auth.logoutAll(userID: first.user.id), 2)
+        XCTAssertNil(f.auth.cachedSession(first.session))
+        XCTAssertNil(f.auth.cachedSession(second.session))
+        XCTAssertNotNil(f.auth.cachedSession(third.session))
+
+        let handle = hex(Secret.hash(of: third.session).prefix(6))
+        XCTAssertEqual(try f.store.revokeSession(handle: handle, liveAt: f.clock.now()), .revoked)
+        XCTAssertNil(f.auth.cachedSession(third.session))
+        XCTAssertThrowsError(try f.auth.session(third.session))
+    }
+
+    /// Expiry is the caller's clock against the row's times; a touch due goes to the database
+    /// (a write), which drops the old entry; the next read holds the new idle expiry.
+    func testExpiryAndTouchAreNeverAnsweredFromMemory() throws {
+        let f = try fixture(touchInterval: 60)
+        let login = try login("ann@example.com", f.auth, f.sealer, f.store, clock: f.clock)
+        let before = try f.auth.session(login.session)
+        XCTAssertNotNil(f.auth.cachedSession(login.session))
+        f.clock.value += 60
+        XCTAssertNil(f.auth.cachedSession(login.session), "touch due")
+        let touched = try f.auth.session(login.session)
+        XCTAssertGreaterThan(touched.idleExpiresAt, before.idleExpiresAt)
+        XCTAssertNil(f.auth.cachedSession(login.session), "the touch dropped the entry")
+        XCTAssertEqual(try f.auth.session(login.session), touched)
+        XCTAssertEqual(f.auth.cachedSession(login.session), touched)
+
+        f.clock.value = touched.expiresAt
+        XCTAssertNil(f.auth.cachedSession(login.session), "expired")
+        XCTAssertThrowsError(try f.auth.session(login.session))
+    }
+
+    /// An admin's sqlite3 (another connection) deletes the row: from the very next lookup the
+    /// cache is shut, and after reconciling it holds nothing the other connection may have changed.
+    func testAnotherConnectionsCommitShutsTheCache() throws {
+        let f = try fixture()
+        let login = try login("ann@example.com", f.auth, f.sealer, f.store, clock: f.clock)
+        let other = try self.login("bob@example.com", f.auth, f.sealer, f.store, clock: f.clock)
+        _ = try f.auth.session(login.session)
+        _ = try f.auth.session(other.session)
+        let outsider = try Connection(path: path)
+        try outsider.run("DELETE FROM sessions WHERE id_hash = ?", [.blob(Secret.hash(of: login.session))])
+        XCTAssertNil(f.auth.cachedSession(login.session))
+        XCTAssertNil(f.auth.cachedSession(other.session), "shut until reconciled")
+        XCTAssertThrowsError(try f.auth.session(login.session))
+        XCTAssertNil(f.auth.cachedSession(login.session))
+        XCTAssertNil(f.auth.cachedSession(other.session), "another connection's commit drops everything")
+        _ = try f.auth.session(other.session)
+        XCTAssertNotNil(f.auth.cachedSession(other.session), "open again once reconciled")
+
+        // Changing a user's address elsewhere: the cached answer would carry the old one.
+        try outsider.run("UPDATE users SET email = 'robert@example.com' WHERE id = ?", [.text(other.user.id)])
+        XCTAssertNil(f.auth.cachedSession(other.session))
+        XCTAssertEqual(try f.auth.session(other.session).user.email, "robert@example.com")
+        XCTAssertEqual(f.auth.cachedSession(other.session)?.user.email, "robert@example.com")
+    }
+
+    /// This process's own commits that touch no session (starts, mail) leave entries usable; a
+    /// change to a user through the writer drops them all.
+    func testOwnCommitsOnlyDropWhatTheyChange() throws {
+        let f = try fixture()
+        let login = try login("ann@example.com", f.auth, f.sealer, f.store, clock: f.clock)
+        _ = try f.auth.session(login.session)
+        _ = try f.auth.start(StartRequest(email: "dee@example.com", ip: "192.0.2.9"))
+        XCTAssertNotNil(f.auth.cachedSession(login.session), "a start changes no session")
+        try f.store.write { tx in
+            try (tx as! Transaction).connection.run("UPDATE users SET email = 'annie@example.com' WHERE id = ?", [.text(login.user.id)])
+        }
+        XCTAssertNil(f.auth.cachedSession(login.session))
+        XCTAssertEqual(try f.auth.session(login.session).user.email, "annie@example.com")
+    }
+
+    /// A read that began before a revocation must not put the session back.
+    func testAFillFromBeforeADropIsRefused() throws {
+        let f = try fixture()
+        let cache = try XCTUnwrap(f.store.sessionCache)
+        let hash = [UInt8](repeating: 7, count: 32)
+        let entry = CachedSession(userID: "u", email: "u@example.com", appID: "default", expiresAt: start + 100,
+                                  idleExpiresAt: start + 100, touchedAt: start)
+        let taken = cache.fillGeneration()
+        cache.reconcile(counter: cache.counterValue, external: false, usersChanged: false, changed: [hash])
+        cache.fill(hash, entry, generation: taken)
+        XCTAssertNil(cache.lookup(hash))
+        cache.fill(hash, entry, generation: cache.fillGeneration())
+        XCTAssertEqual(cache.lookup(hash), entry)
+        // A reconciliation that drops nothing leaves fills in flight alone.
+        let quiet = cache.fillGeneration()
+        cache.reconcile(counter: cache.counterValue, external: false, usersChanged: false, changed: [])
+        XCTAssertEqual(quiet, cache.fillGeneration())
+    }
+
+    func testCapacityBoundsTheEntries() throws {
+        let f = try fixture(capacity: 3)
+        let cache = try XCTUnwrap(f.store.sessionCache)
+        var hashes: [[UInt8]] = []
+        for index in 0..<10 {
+            let hash = [UInt8](repeating: UInt8(index), count: 32)
+            hashes.append(hash)
+            cache.fill(hash, CachedSession(userID: "u\(index)", email: "u@example.com", appID: "default", expiresAt: start + 100,
+                                           idleExpiresAt: start + 100, touchedAt: start), generation: cache.fillGeneration())
+        }
+        XCTAssertEqual(cache.count, 3)
+        XCTAssertEqual(hashes.filter { cache.lookup($0) != nil }.count, 3)
+        XCTAssertNotNil(cache.lookup(hashes[9]), "the newest is always kept")
+    }
+
+    func testCapacityZeroKeepsNothing() throws {
+        let f = try fixture(capacity: 0)
+        XCTAssertNil(f.store.sessionCache)
+        let login = try login("ann@example.com", f.auth, f.sealer, f.store, clock: f.clock)
+        _ = try f.auth.session(login.session)
+        XCTAssertNil(f.auth.cachedSession(login.session))
+    }
+
+    /// Readers filling the cache while sessions are revoked: once a logout has returned, the
+    /// session is never answered from memory again, whatever the readers were doing.
+    func testConcurrentReadersNeverBringARevokedSessionBack() throws {
+        let f = try fixture(capacity: 10_000)
+        var sessions: [String] = []
+        for index in 0..<40 {
+            sessions.append(try login("user\(index)@example.com", f.auth, f.sealer, f.store, clock: f.clock).session)
+        }
+        let revoked = Results()
+        let stop = Flag()
+        let auth = f.auth
+        let all = sessions
+        let readers = DispatchGroup()
+        for reader in 0..<4 {
+            DispatchQueue.global().async(group: readers) {
+                var index = reader
+                while !stop.isSet {
+                    _ = try? auth.session(all[index % all.count])
+                    index += 1
+                }
+            }
+        }
+        for session in sessions.shuffled() {
+            try f.auth.logout(session)
+            revoked.add(session)
+            for gone in revoked.all {
+                XCTAssertNil(f.auth.cachedSession(gone), "revoked, yet answered from memory")
+            }
+        }
+        stop.set()
+        readers.wait()
+        for session in sessions {
+            XCTAssertNil(f.auth.cachedSession(session))
+        }
+    }
+}
+
+final class Flag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    var isSet: Bool { lock.withLock { value } }
+    func set() { lock.withLock { value = true } }
+}
