@@ -411,7 +411,7 @@ public struct Authenticator: Sendable {
     /// Failures never come from here, so the failure throttle sees every one of them.
     public func cachedSession(_ text: String, ip: String? = nil) -> SessionInfo? {
         // A malformed `ip` is refused by `session(_:ip:)`, whatever the session.
-        guard Secret.isWellFormed(text), ip.map({ IPAddress.rateLimitKey($0) != nil }) ?? true else { return nil }
+        guard Secret.isWellFormed(text), ip.map(IPAddress.isAddress) ?? true else { return nil }
         guard let cached = store.cachedSession(hash: Secret.hash(of: text)), cached.appID == policy.appID else { return nil }
         let now = time.now()
         guard now < cached.expiresAt, now < cached.idleExpiresAt, now - cached.touchedAt < policy.sessionTouchInterval else {

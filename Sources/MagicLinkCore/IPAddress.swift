@@ -21,21 +21,7 @@ public enum IPAddress {
     /// - Anything else → nil: empty, longer than 64 bytes, zone ids ("fe80::1%eth0"), brackets,
     ///   ports, whitespace, NUL, hostnames.
     public static func rateLimitKey(_ text: String) -> String? {
-        let utf8 = text.utf8
-        guard !utf8.isEmpty, utf8.count <= maxTextBytes else { return nil }
-        // Only the characters of IPv4/IPv6 text forms. This also refuses NUL, which would end the
-        // C string early ("1.2.3.4\0junk"), and "%", "[", "]", "/", whitespace.
-        let allowed = utf8.allSatisfy { byte in
-            switch byte {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "a")...UInt8(ascii: "f"),
-                 UInt8(ascii: "A")...UInt8(ascii: "F"), UInt8(ascii: "."), UInt8(ascii: ":"):
-                return true
-            default:
-                return false
-            }
-        }
-        guard allowed else { return nil }
-
+        guard hasAddressShape(text) else { return nil }
         if let v4 = parse(text, family: AF_INET, byteCount: 4) {
             return ipv4Key(v4[...])
         }
@@ -46,6 +32,35 @@ public enum IPAddress {
             return ipv4Key(v6[12..<16])
         }
         return ipv6PrefixKey(v6)
+    }
+
+    /// Whether `rateLimitKey(text)` gives a key, without making one or allocating (the cached
+    /// `session` path checks its `ip` on the event loop).
+    public static func isAddress(_ text: String) -> Bool {
+        guard hasAddressShape(text) else { return false }
+        var buffer: (UInt64, UInt64) = (0, 0)
+        return text.withCString { cString in
+            withUnsafeMutableBytes(of: &buffer) { raw in
+                inet_pton(AF_INET, cString, raw.baseAddress) == 1 || inet_pton(AF_INET6, cString, raw.baseAddress) == 1
+            }
+        }
+    }
+
+    /// Not empty, not too long, only the characters of IPv4/IPv6 text forms. This also refuses
+    /// NUL, which would end the C string early ("1.2.3.4\0junk"), and "%", "[", "]", "/",
+    /// whitespace.
+    private static func hasAddressShape(_ text: String) -> Bool {
+        let utf8 = text.utf8
+        guard !utf8.isEmpty, utf8.count <= maxTextBytes else { return false }
+        return utf8.allSatisfy { byte in
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "a")...UInt8(ascii: "f"),
+                 UInt8(ascii: "A")...UInt8(ascii: "F"), UInt8(ascii: "."), UInt8(ascii: ":"):
+                return true
+            default:
+                return false
+            }
+        }
     }
 
     private static func parse(_ text: String, family: Int32, byteCount: Int) -> [UInt8]? {

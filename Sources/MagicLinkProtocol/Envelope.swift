@@ -79,6 +79,18 @@ public enum Envelope {
         line(JSONObject([("id", id), ("ok", .bool(true)), ("result", .object(result))]))
     }
 
+    /// The same line for a result serialized once ahead (`hello`'s never changes).
+    public static func success(id: JSONValue, serializedResult result: [UInt8]) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(result.count + 64)
+        JSONWriter.append("{\"id\":", to: &bytes)
+        id.serialize(into: &bytes)
+        JSONWriter.append(",\"ok\":true,\"result\":", to: &bytes)
+        bytes.append(contentsOf: result)
+        JSONWriter.append("}\n", to: &bytes)
+        return bytes
+    }
+
     /// `{"id":…,"ok":false,"error":{…}}` plus the line feed.
     public static func failure(id: JSONValue, error: WireError) -> [UInt8] {
         let body = JSONObject([

@@ -33,7 +33,11 @@ final class Dispatcher: Sendable {
         self.maxLineBytes = maxLineBytes
         self.logger = logger
         self.mailWakeup = mailWakeup
+        helloResultBytes = JSONValue.object(Self.helloResult(apps: apps, maxLineBytes: maxLineBytes)).serialized()
     }
+
+    /// `hello`'s result, serialized once: apps and limits only change with a restart.
+    private let helloResultBytes: [UInt8]
 
     /// A request line, decoded as far as it can be without waiting.
     enum Prepared {
@@ -49,7 +53,7 @@ final class Dispatcher: Sendable {
         switch line.withUnsafeReadableBytes({ Envelope.decode($0, knownOps: Self.knownOps) }) {
         case .success(let request):
             switch request.op {
-            case "hello": return .answered(Envelope.success(id: request.id, result: helloResult))
+            case "hello": return .answered(Envelope.success(id: request.id, serializedResult: helloResultBytes))
             case "session":
                 // A live session the store holds and vouches for: answered here, on the loop.
                 if let arguments = try? sessionArguments(Params(request.params)),
@@ -115,7 +119,9 @@ final class Dispatcher: Sendable {
         return Envelope.failure(id: request.id, error: wire)
     }
 
-    private var helloResult: JSONObject {
+    private var helloResult: JSONObject { Self.helloResult(apps: apps, maxLineBytes: maxLineBytes) }
+
+    private static func helloResult(apps: AppDirectory, maxLineBytes: Int) -> JSONObject {
         [
             "server": "magiclinkd",
             "version": .string(MagicLinkVersion.string),

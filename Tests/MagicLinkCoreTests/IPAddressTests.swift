@@ -108,6 +108,17 @@ final class IPAddressTests: XCTestCase {
         ]
         for (input, why) in refused {
             XCTAssertNil(IPAddress.rateLimitKey(input), "\(input.debugDescription): \(why)")
+            XCTAssertFalse(IPAddress.isAddress(input), "\(input.debugDescription): \(why)")
+        }
+    }
+
+    /// `isAddress` (the cached session path) agrees with `rateLimitKey` (the database path).
+    func testIsAddressAgreesWithRateLimitKey() {
+        let accepted = ["192.0.2.1", "0.0.0.0", "255.255.255.255", "::1", "::", "::ffff:192.0.2.1", "2001:db8::1",
+                        "2001:0DB8:AAAA:BBBB:1:2:3:4", "0000:0000:0000:0000:0000:ffff:255.255.255.255", "fe80::1"]
+        for input in accepted {
+            XCTAssertNotNil(IPAddress.rateLimitKey(input), input)
+            XCTAssertTrue(IPAddress.isAddress(input), input)
         }
     }
 

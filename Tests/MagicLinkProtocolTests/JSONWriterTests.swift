@@ -2,6 +2,15 @@ import XCTest
 @testable import MagicLinkProtocol
 
 final class JSONWriterTests: XCTestCase {
+    /// A result serialized ahead gives the very line the tree would.
+    func testPreSerializedResultMakesTheSameLine() {
+        let result: JSONObject = ["server": "magiclinkd", "ops": .array(["hello", "session"]), "n": 3]
+        let serialized = JSONValue.object(result).serialized()
+        for id: JSONValue in [.null, .integer(7), .integer(-9_007_199_254_740_991), .string("a\"b\\c\u{1}é")] {
+            XCTAssertEqual(Envelope.success(id: id, serializedResult: serialized), Envelope.success(id: id, result: result))
+        }
+    }
+
     private func assertWrites(_ value: JSONValue, _ expected: String, file: StaticString = #filePath, line: UInt = #line) {
         XCTAssertEqual(value.jsonString, expected, file: file, line: line)
         XCTAssertEqual(value.serialized(), Array(expected.utf8), file: file, line: line)
