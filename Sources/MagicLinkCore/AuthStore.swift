@@ -7,11 +7,12 @@ public protocol AuthStore: Sendable {
     /// A session the store holds in memory and can vouch for: its row and user as of the last
     /// commit to the database, by anyone. Never blocks and never does I/O (it runs on event
     /// loops); nil when only the database can answer.
-    func cachedSession(hash: [UInt8]) -> CachedSession?
+    /// `usable` decides whether the entry answers (live, no touch due); the store counts hits.
+    func cachedSession(hash: [UInt8], usable: (CachedSession) -> Bool) -> CachedSession?
 }
 
 extension AuthStore {
-    public func cachedSession(hash: [UInt8]) -> CachedSession? { nil }
+    public func cachedSession(hash: [UInt8], usable: (CachedSession) -> Bool) -> CachedSession? { nil }
 }
 
 /// What `session` needs of a session row and its user, held in memory.

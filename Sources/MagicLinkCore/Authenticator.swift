@@ -412,11 +412,11 @@ public struct Authenticator: Sendable {
     public func cachedSession(_ text: String, ip: String? = nil) -> SessionInfo? {
         // A malformed `ip` is refused by `session(_:ip:)`, whatever the session.
         guard Secret.isWellFormed(text), ip.map(IPAddress.isAddress) ?? true else { return nil }
-        guard let cached = store.cachedSession(hash: Secret.hash(of: text)), cached.appID == policy.appID else { return nil }
         let now = time.now()
-        guard now < cached.expiresAt, now < cached.idleExpiresAt, now - cached.touchedAt < policy.sessionTouchInterval else {
-            return nil
-        }
+        let (appID, touchInterval) = (policy.appID, policy.sessionTouchInterval)
+        guard let cached = store.cachedSession(hash: Secret.hash(of: text), usable: { cached in
+            cached.appID == appID && now < cached.expiresAt && now < cached.idleExpiresAt && now - cached.touchedAt < touchInterval
+        }) else { return nil }
         return SessionInfo(user: UserInfo(id: cached.userID, email: cached.email), expiresAt: cached.expiresAt,
                            idleExpiresAt: cached.idleExpiresAt)
     }

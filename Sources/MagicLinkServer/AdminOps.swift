@@ -22,6 +22,12 @@ struct AdminOps: Sendable {
     let time: any TimeSource
     let logger: Logger
 
+    private static func sessionCacheFigures(_ figures: SessionCacheStatistics) -> JSONObject {
+        let cap = { (value: UInt64) in JSONValue.integer(Int64(min(value, UInt64(Envelope.maximumSafeInteger)))) }
+        return ["capacity": .integer(Int64(figures.capacity)), "entries": .integer(Int64(figures.entries)),
+                "hits": cap(figures.hits), "misses": cap(figures.misses)]
+    }
+
     func perform(_ op: String, _ params: Params, peer: PeerCredentials) async throws -> JSONObject {
         guard peer.isAdministrator(uids: adminUIDs, gids: adminGIDs) else {
             logger.warning("admin op refused", metadata: ["event": "admin_refused", "op": "\(op)", "peer_uid": "\(peer.uid)", "peer_pid": "\(peer.pid)"])
@@ -41,6 +47,7 @@ struct AdminOps: Sendable {
                 "mail": .object(JSONObject(states.map { ($0, .integer(Int64(status.mail[$0] ?? 0))) })),
                 "links": .object(["peeked_never_used": .integer(Int64(status.peekedNeverUsed)),
                                   "peeked_then_used": .integer(Int64(status.peekedThenUsed))]),
+                "session_cache": .object(Self.sessionCacheFigures(store.sessionCacheStatistics)),
             ]
 
         case "admin_sessions":

@@ -26,7 +26,7 @@ public final class SQLiteStore: AuthStore, @unchecked Sendable {
 
     /// Opens (creating when missing) and migrates the database; restricts its files to mode 0600.
     /// `sessionCacheCapacity` bounds the live sessions kept in memory (0: none).
-    public init(path: String, maximumIdleReaders: Int = 4, sessionCacheCapacity: Int = 100_000,
+    public init(path: String, maximumIdleReaders: Int = 4, sessionCacheCapacity: Int = 50_000,
                 now: Int64 = SystemTime().now()) throws {
         self.path = path
         self.maximumIdleReaders = maximumIdleReaders
@@ -37,7 +37,7 @@ public final class SQLiteStore: AuthStore, @unchecked Sendable {
         _ = try Migrations.run(on: writer, now: now)
         commits = GroupCommit(connection: writer, connectionLock: writerLock)
         try Self.restrictPermissions(of: path)
-        if sessionCacheCapacity > 0, let counter = WALCommitCounter(databasePath: path) {
+        if sessionCacheCapacity > 0, let counter = WALCommitCounter(connection: writer) {
             sessionCache = SessionCache(counter: counter, capacity: sessionCacheCapacity)
             changes.install(on: writer)
             lastDataVersion = try writer.queryFirst("PRAGMA data_version") { $0.int64(0) }
@@ -47,20 +47,30 @@ public final class SQLiteStore: AuthStore, @unchecked Sendable {
         }
     }
 
-    public func cachedSession(hash: [UInt8]) -> CachedSession? {
-        sessionCache?.lookup(hash)
+    deinit {
+        // The hook's context is `changes`, which may go before the writer does.
+        WriterChanges.uninstall(from: writer)
+    }
+
+    public func cachedSession(hash: [UInt8], usable: (CachedSession) -> Bool) -> CachedSession? {
+        sessionCache?.lookup(hash, usable: usable)
+    }
+
+    /// The session cache's figures, for `admin_status` (all 0 when it is off).
+    public var sessionCacheStatistics: SessionCacheStatistics {
+        sessionCache?.statistics ?? SessionCacheStatistics(capacity: 0, entries: 0, hits: 0, misses: 0)
     }
 
     /// Brings the session cache up to the database after this process's commits (and notices
     /// anyone else's). Holds the writer lock, with no transaction open.
     private func reconcileSessionCache() {
         guard let sessionCache, !writer.inTransaction else { return }
-        // The counter first: a commit after this read moves it again and is caught next time.
-        let counter = sessionCache.counterValue
+        // The state first: a commit after this read moves it again and is caught next time.
+        let state = sessionCache.counterState
         let version = try? writer.queryFirst("PRAGMA data_version") { $0.int64(0) }
         let external = version == nil || version != lastDataVersion
         lastDataVersion = version
-        sessionCache.reconcile(counter: counter, external: external, usersChanged: changes.usersChanged,
+        sessionCache.reconcile(state: state, external: external, everything: changes.everything,
                                changed: changes.sessions)
         changes.reset()
     }

@@ -51,30 +51,41 @@ final class SessionCache: @unchecked Sendable {
     private var entries: [Entry] = []
     private var slots: [Key: Int] = [:]
     private var generation: UInt64 = 0
-    private var current: UInt32
+    private var current: WALCommitCounter.State
     private var randomState: UInt64 = 0x9E37_79B9_7F4A_7C15
+    private var hits: UInt64 = 0
+    private var misses: UInt64 = 0
 
     init(counter: WALCommitCounter, capacity: Int) {
         self.counter = counter
         self.capacity = capacity
-        current = counter.value
+        current = counter.state
     }
 
     var count: Int { lock.withLock { entries.count } }
 
-    /// The WAL commit counter now.
-    var counterValue: UInt32 { counter.value }
+    /// Where the database stands now.
+    var counterState: WALCommitCounter.State { counter.state }
 
     /// Whether a commit has not been reconciled yet (every lookup misses meanwhile).
-    var isBehind: Bool { lock.withLock { counter.value != current } }
+    var isBehind: Bool { lock.withLock { counter.state != current } }
 
-    /// The session, if held and the database has not moved since the last reconciliation.
-    func lookup(_ hash: [UInt8]) -> CachedSession? {
-        guard let key = Key(hash) else { return nil }
+    /// The session, if held, `usable`, and the database has not moved since the last
+    /// reconciliation. Counts a hit or a miss.
+    func lookup(_ hash: [UInt8], usable: (CachedSession) -> Bool = { _ in true }) -> CachedSession? {
+        let key = Key(hash)
         return lock.withLock {
-            guard counter.value == current, let slot = slots[key] else { return nil }
+            guard let key, counter.state == current, let slot = slots[key], usable(entries[slot].session) else {
+                misses &+= 1
+                return nil
+            }
+            hits &+= 1
             return entries[slot].session
         }
+    }
+
+    var statistics: SessionCacheStatistics {
+        lock.withLock { SessionCacheStatistics(capacity: capacity, entries: entries.count, hits: hits, misses: misses) }
     }
 
     /// Taken before a read transaction begins; hand it back to `fill`.
@@ -97,15 +108,15 @@ final class SessionCache: @unchecked Sendable {
     }
 
     /// Called by the writer, with no transaction open, once the commits it made are done:
-    /// `counter` is the commit counter read before `external` was learnt, `changed` the
-    /// sessions this process updated or deleted since the last call.
-    func reconcile(counter value: UInt32, external: Bool, usersChanged: Bool, changed: [[UInt8]]) {
+    /// `state` was read before `external` was learnt, `changed` are the sessions this process
+    /// updated or deleted since the last call.
+    func reconcile(state: WALCommitCounter.State, external: Bool, everything: Bool, changed: [[UInt8]]) {
+        var dropped: ([Entry], [Key: Int]) = ([], [:])
         lock.withLock {
-            if external || usersChanged {
-                if !entries.isEmpty {
-                    entries.removeAll(keepingCapacity: false)
-                    slots.removeAll(keepingCapacity: false)
-                }
+            if external || everything {
+                // Freed after the lock is released: event loops wait on it.
+                swap(&dropped.0, &entries)
+                swap(&dropped.1, &slots)
                 generation &+= 1
             } else if !changed.isEmpty {
                 for hash in changed {
@@ -113,8 +124,9 @@ final class SessionCache: @unchecked Sendable {
                 }
                 generation &+= 1
             }
-            current = value
+            current = state
         }
+        _ = dropped
     }
 
     private func removeSlot(_ slot: Int) {
@@ -134,4 +146,13 @@ final class SessionCache: @unchecked Sendable {
         randomState ^= randomState >> 27
         return Int((randomState &* 0x2545_F491_4F6C_DD1D) % UInt64(entries.count))
     }
+}
+
+/// How the session cache is doing: `hits` are `session` calls answered from memory, `misses`
+/// those that went to the database (unknown, dead, due for a touch, or not held).
+public struct SessionCacheStatistics: Sendable, Equatable {
+    public var capacity: Int
+    public var entries: Int
+    public var hits: UInt64
+    public var misses: UInt64
 }

@@ -57,7 +57,10 @@ final class SessionCacheTests: XCTestCase {
         let login = try login("ann@example.com", f.auth, f.sealer, f.store, clock: f.clock)
         XCTAssertNil(f.auth.cachedSession(login.session), "a new session is not held before it is read")
         let fromDatabase = try f.auth.session(login.session)
+        let before = f.store.sessionCacheStatistics
         XCTAssertEqual(f.auth.cachedSession(login.session), fromDatabase)
+        XCTAssertEqual(f.store.sessionCacheStatistics.hits, before.hits + 1)
+        XCTAssertEqual(f.store.sessionCacheStatistics.entries, 1)
         XCTAssertEqual(fromDatabase.user.email, "ann@example.com")
         XCTAssertNil(f.auth.cachedSession("not-a-session"))
         XCTAssertNil(f.auth.cachedSession(login.session, ip: "not an ip"), "a bad ip is left to session(), which refuses it")
@@ -163,14 +166,14 @@ final class SessionCacheTests: XCTestCase {
         let entry = CachedSession(userID: "u", email: "u@example.com", appID: "default", expiresAt: start + 100,
                                   idleExpiresAt: start + 100, touchedAt: start)
         let taken = cache.fillGeneration()
-        cache.reconcile(counter: cache.counterValue, external: false, usersChanged: false, changed: [hash])
+        cache.reconcile(state: cache.counterState, external: false, everything: false, changed: [hash])
         cache.fill(hash, entry, generation: taken)
         XCTAssertNil(cache.lookup(hash))
         cache.fill(hash, entry, generation: cache.fillGeneration())
         XCTAssertEqual(cache.lookup(hash), entry)
         // A reconciliation that drops nothing leaves fills in flight alone.
         let quiet = cache.fillGeneration()
-        cache.reconcile(counter: cache.counterValue, external: false, usersChanged: false, changed: [])
+        cache.reconcile(state: cache.counterState, external: false, everything: false, changed: [])
         XCTAssertEqual(quiet, cache.fillGeneration())
     }
 

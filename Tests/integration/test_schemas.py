@@ -353,7 +353,8 @@ GOOD_RESULTS = {
     "logout_all": {"revoked": 2},
     "admin_status": {"version": "0.1.0", "started_at": 1764100000, "uptime_s": 70000, "users": 42, "live_sessions": 57,
                      "mail": {"queued": 0, "sending": 1, "sent": 311, "failed": 1, "expired": 2},
-                     "links": {"peeked_never_used": 3, "peeked_then_used": 40}},
+                     "links": {"peeked_never_used": 3, "peeked_then_used": 40},
+                     "session_cache": {"capacity": 100000, "entries": 57, "hits": 91234, "misses": 310}},
     "admin_sessions": {"sessions": [
         {"handle": "3f9a0c2be41d7765", "user_id": UUID, "email": "Alice@example.com", "created_at": 1764100000,
          "expires_at": 1766692000, "idle_expires_at": 1764704800, "ip": "192.0.2.10", "user_agent": "Mozilla/5.0"},

@@ -104,3 +104,80 @@ def test_a_tiny_cache_still_answers_every_session(daemon_factory):
                 assert ok(c.call("session", {"session": login["session"]}))["user"]["id"] == login["user"]["id"]
         ok(c.call("logout", {"session": logins[-1]["session"]}))
         err(c.call("session", {"session": logins[-1]["session"]}), "invalid_session")
+
+
+def cache_figures(daemon) -> dict:
+    return ok(daemon.call("admin_status"))["session_cache"]
+
+
+def test_admin_status_counts_what_memory_answered(daemon_factory):
+    d = daemon_factory({"MAGICLINKD_SESSION_CACHE_ENTRIES": "50"})
+    with d.client() as c:
+        a = d.login(unique_email("figures"), c)
+        start = cache_figures(d)
+        assert start["capacity"] == 50
+        ok(c.call("session", {"session": a["session"]}))  # from the database, then held
+        warm(c, a["session"], times=5)
+        after = cache_figures(d)
+        assert after["hits"] - start["hits"] == 5, (start, after)
+        assert after["misses"] - start["misses"] == 1, (start, after)
+        assert after["entries"] >= 1
+        # Ended: never from memory again.
+        ok(c.call("logout", {"session": a["session"]}))
+        for _ in range(3):
+            err(c.call("session", {"session": a["session"]}), "invalid_session")
+        final = cache_figures(d)
+        assert final["hits"] == after["hits"], (after, final)
+        assert final["misses"] - after["misses"] == 3
+
+
+def test_admin_status_with_the_cache_off(daemon_factory):
+    d = daemon_factory({"MAGICLINKD_SESSION_CACHE_ENTRIES": "0"})
+    with d.client() as c:
+        a = d.login(unique_email("figures-off"), c)
+        warm(c, a["session"])
+    assert cache_figures(d) == {"capacity": 0, "entries": 0, "hits": 0, "misses": 0}
+
+
+def test_an_outside_commit_is_seen_and_the_cache_serves_again_after(daemon, client):
+    a = daemon.login(unique_email("cache-again"), client)
+    b = daemon.login(unique_email("cache-again-gone"), client)
+    warm(client, a["session"])
+    warm(client, b["session"])
+    # An outside process opens the database, reads, then commits twice (the second change
+    # touches nothing the daemon caches).
+    conn = sqlite3.connect(daemon.db_path, timeout=10)
+    try:
+        conn.execute("SELECT count(*) FROM sessions").fetchone()
+        conn.execute("DELETE FROM sessions WHERE id_hash = ?", (sha256(b["session"].encode()),))
+        conn.commit()
+        conn.execute("CREATE TABLE IF NOT EXISTS admin_scratch (x INTEGER)")
+        conn.commit()
+    finally:
+        conn.close()
+    err(client.call("session", {"session": b["session"]}), "invalid_session")
+    before = cache_figures(daemon)
+    warm(client, a["session"], times=4)
+    after = cache_figures(daemon)
+    assert after["hits"] - before["hits"] >= 3, (before, after)
+
+
+def test_the_daemon_keeps_sqlites_lock_on_the_wal_index(daemon, client):
+    """SQLite marks the -shm file as in use with a shared lock on byte 128; a process that
+    closed any descriptor of that file would lose it, and the next outside connection would
+    rebuild the index under the daemon's feet."""
+    import fcntl
+    import os
+    import struct
+    a = daemon.login(unique_email("cache-lock"), client)
+    warm(client, a["session"])
+    fd = os.open(str(daemon.db_path) + "-shm", os.O_RDWR)
+    try:
+        # struct flock on x86-64 Linux: short type, short whence, off_t start, off_t len, pid_t pid
+        probe = struct.pack("hhqqi", fcntl.F_WRLCK, os.SEEK_SET, 128, 1, 0)
+        held = fcntl.fcntl(fd, fcntl.F_GETLK, probe + b"\0" * 4)
+        kind, _, start, length, pid = struct.unpack("hhqqi", held[:struct.calcsize("hhqqi")])
+        assert kind == fcntl.F_RDLCK, "nobody holds the index's in-use lock"
+        assert pid == daemon.proc.pid
+    finally:
+        os.close(fd)
