@@ -81,6 +81,10 @@ public func buildApplication(configuration: Configuration, logger: Logger,
     }
 
     let store = try SQLiteStore(path: configuration.database, sessionCacheCapacity: configuration.sessionCacheEntries, now: time.now())
+    if configuration.sessionCacheEntries > 0, store.sessionCacheStatistics.capacity == 0 {
+        logger.warning("session cache off: the database has no WAL index to watch; every session is read from SQLite",
+                       metadata: ["database": "\(configuration.database)"])
+    }
     let keyBytes = try loadOrCreateKey(at: configuration.effectiveKeyFile, random: random)
     guard let sealer = TokenSealer(keyBytes: keyBytes) else {
         throw KeyFileError(path: configuration.effectiveKeyFile, problem: "is not a valid key")

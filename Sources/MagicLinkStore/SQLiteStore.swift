@@ -31,13 +31,14 @@ public final class SQLiteStore: AuthStore, @unchecked Sendable {
         self.path = path
         self.maximumIdleReaders = maximumIdleReaders
         writer = try Connection(path: path)
-        try writer.execute("PRAGMA journal_mode = WAL")
+        let journalMode = try writer.queryFirst("PRAGMA journal_mode = WAL") { $0.text(0) }
         try writer.execute("PRAGMA synchronous = FULL")
         try writer.execute("PRAGMA foreign_keys = ON")
         _ = try Migrations.run(on: writer, now: now)
         commits = GroupCommit(connection: writer, connectionLock: writerLock)
         try Self.restrictPermissions(of: path)
-        if sessionCacheCapacity > 0, let counter = WALCommitCounter(connection: writer) {
+        // Only a WAL index moves with every commit; without one the cache stays off.
+        if sessionCacheCapacity > 0, journalMode?.lowercased() == "wal", let counter = WALCommitCounter(connection: writer) {
             sessionCache = SessionCache(counter: counter, capacity: sessionCacheCapacity)
             changes.install(on: writer)
             lastDataVersion = try writer.queryFirst("PRAGMA data_version") { $0.int64(0) }

@@ -149,7 +149,7 @@ final class SessionCache: @unchecked Sendable {
 }
 
 /// How the session cache is doing: `hits` are `session` calls answered from memory, `misses`
-/// those that went to the database (unknown, dead, due for a touch, or not held).
+/// well-formed ones that were not (unknown, dead, due for a touch, or not held).
 public struct SessionCacheStatistics: Sendable, Equatable {
     public var capacity: Int
     public var entries: Int

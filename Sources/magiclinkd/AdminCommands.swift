@@ -112,6 +112,11 @@ struct Status: ParsableCommand {
         let links = result["links"]?.objectValue ?? [:]
         say("peeked links   \(links["peeked_never_used"]?.int64Value ?? 0) never used (mail scanners?), "
             + "\(links["peeked_then_used"]?.int64Value ?? 0) used")
+        if let cache = result["session_cache"]?.objectValue {
+            let capacity = cache["capacity"]?.int64Value ?? 0
+            say("session cache  " + (capacity == 0 ? "off" : "\(cache["entries"]?.int64Value ?? 0) of \(capacity) held, "
+                + "\(cache["hits"]?.int64Value ?? 0) answered from memory, \(cache["misses"]?.int64Value ?? 0) from the database"))
+        }
     }
 }
 

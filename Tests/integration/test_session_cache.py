@@ -119,8 +119,10 @@ def test_admin_status_counts_what_memory_answered(daemon_factory):
         ok(c.call("session", {"session": a["session"]}))  # from the database, then held
         warm(c, a["session"], times=5)
         after = cache_figures(d)
-        assert after["hits"] - start["hits"] == 5, (start, after)
-        assert after["misses"] - start["misses"] == 1, (start, after)
+        # A background commit (the mail worker marking the mail sent) landing between a commit
+        # and its reconciliation can turn one hit into a miss.
+        assert (after["hits"] + after["misses"]) - (start["hits"] + start["misses"]) == 6, (start, after)
+        assert after["hits"] - start["hits"] >= 4, (start, after)
         assert after["entries"] >= 1
         # Ended: never from memory again.
         ok(c.call("logout", {"session": a["session"]}))
@@ -178,6 +180,7 @@ def test_the_daemon_keeps_sqlites_lock_on_the_wal_index(daemon, client):
         held = fcntl.fcntl(fd, fcntl.F_GETLK, probe + b"\0" * 4)
         kind, _, start, length, pid = struct.unpack("hhqqi", held[:struct.calcsize("hhqqi")])
         assert kind == fcntl.F_RDLCK, "nobody holds the index's in-use lock"
+        assert (start, length) == (128, 1)
         assert pid == daemon.proc.pid
     finally:
         os.close(fd)

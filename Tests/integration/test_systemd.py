@@ -293,6 +293,8 @@ def test_admin_cli_sessions_revoke_and_dead_letters(daemon_factory):
     assert "no dead letters" in cli("dead-letters")
     status = json.loads(cli("status", "--json"))
     assert status["users"] >= 1 and status["mail"]["sent"] >= 2
+    assert status["session_cache"]["capacity"] > 0
+    assert "session cache" in cli("status") and "answered from memory" in cli("status")
     assert "removed" in cli("purge")
 
 

@@ -5,6 +5,7 @@ declare(strict_types=1);
 namespace MagicLink\Tests;
 
 use MagicLink\Admin\DeadLetter;
+use MagicLink\Admin\SessionCacheCounts;
 use MagicLink\Admin\SessionRecord;
 use MagicLink\Client;
 use MagicLink\Exception\ConfirmationRequiredException;
@@ -272,6 +273,8 @@ final class FlowTest extends DaemonTestCase
         self::assertGreaterThanOrEqual(1, $status->liveSessions);
         self::assertGreaterThanOrEqual(1, $status->mail->sent + $status->mail->queued + $status->mail->sending);
         self::assertSame($this->client->hello()->version, $status->version);
+        self::assertInstanceOf(SessionCacheCounts::class, $status->sessionCache);
+        self::assertGreaterThan(0, $status->sessionCache->capacity);
 
         $sessions = $this->client->adminSessions(email: $email);
         self::assertCount(1, $sessions);

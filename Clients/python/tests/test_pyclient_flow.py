@@ -97,6 +97,8 @@ def test_admin_ops_have_typed_results(daemon: Daemon, client: Client) -> None:
     status = client.admin_status()
     assert isinstance(status, magiclinkd.Status) and isinstance(status.mail, magiclinkd.MailCounts)
     assert status.users >= 1 and status.live_sessions >= 1 and status.uptime_s >= 0
+    assert isinstance(status.session_cache, magiclinkd.SessionCacheCounts)
+    assert status.session_cache.capacity > 0 and status.session_cache.misses >= 0
 
     sessions = client.admin_sessions(email=who)
     assert [s.user_id for s in sessions] == [login.user.id]

@@ -151,6 +151,8 @@ class FlowTest < DaemonTestCase
     assert_equal 1, status.live_sessions
     assert_instance_of Magiclinkd::MailCounts, status.mail
     assert_equal Magiclinkd::LinkCounts.new(peeked_never_used: 0, peeked_then_used: 0), status.links
+    assert_instance_of Magiclinkd::SessionCacheCounts, status.session_cache
+    assert_operator status.session_cache.capacity, :>, 0
 
     sessions = c.admin_sessions(email: "hank@example.com")
     assert_equal 1, sessions.size

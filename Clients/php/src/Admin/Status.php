@@ -17,6 +17,8 @@ final class Status
         public readonly int $liveSessions,
         public readonly MailCounts $mail,
         public readonly LinkCounts $links,
+        /** Null from a daemon without a session cache. */
+        public readonly ?SessionCacheCounts $sessionCache = null,
     ) {
     }
 
@@ -31,6 +33,7 @@ final class Status
             $f->int('live_sessions'),
             MailCounts::fromFields($f->object('mail')),
             LinkCounts::fromFields($f->object('links')),
+            $f->has('session_cache') ? SessionCacheCounts::fromFields($f->object('session_cache')) : null,
         );
     }
 }

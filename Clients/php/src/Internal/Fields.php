@@ -64,6 +64,12 @@ final class Fields
         return $value;
     }
 
+    /** Whether `$key` is present and not null. */
+    public function has(string $key): bool
+    {
+        return ($this->data[$key] ?? null) !== null;
+    }
+
     public function object(string $key): self
     {
         $value = $this->data[$key] ?? null;

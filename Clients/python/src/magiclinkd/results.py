@@ -179,8 +179,24 @@ class LinkCounts:
 
 
 @dataclass(frozen=True)
+class SessionCacheCounts:
+    """The daemon's memory of live sessions: ``capacity`` (0 when off), ``entries`` held,
+    ``hits`` (``session`` calls answered from it) and ``misses`` (well-formed ones that were not)."""
+
+    capacity: int
+    entries: int
+    hits: int
+    misses: int
+
+    @classmethod
+    def from_wire(cls, r: Mapping[str, Any]) -> "SessionCacheCounts":
+        return cls(capacity=_int(r, "capacity"), entries=_int(r, "entries"), hits=_int(r, "hits"), misses=_int(r, "misses"))
+
+
+@dataclass(frozen=True)
 class Status:
-    """``admin_status``. ``links`` is None from a daemon older than ``peek``."""
+    """``admin_status``. ``links`` is None from a daemon older than ``peek``, ``session_cache``
+    from one without a session cache."""
 
     version: str
     started_at: int
@@ -189,6 +205,7 @@ class Status:
     live_sessions: int
     mail: MailCounts
     links: Optional[LinkCounts] = None
+    session_cache: Optional[SessionCacheCounts] = None
 
     @classmethod
     def from_wire(cls, r: Mapping[str, Any]) -> "Status":
@@ -200,6 +217,8 @@ class Status:
             live_sessions=_int(r, "live_sessions"),
             mail=MailCounts.from_wire(_obj(r, "mail")),
             links=LinkCounts.from_wire(_obj(r, "links")) if r.get("links") is not None else None,
+            session_cache=(SessionCacheCounts.from_wire(_obj(r, "session_cache"))
+                           if r.get("session_cache") is not None else None),
         )
 
 

@@ -156,9 +156,20 @@ module Magiclinkd
     end
   end
 
-  # Result of Client#admin_status. #links is nil from a daemon older than peek.
+  # The daemon's memory of live sessions, in AdminStatus#session_cache: #capacity (0 when off),
+  # #entries held, #hits (session calls answered from it), #misses (well-formed ones that were not).
+  SessionCacheCounts = Struct.new(:capacity, :entries, :hits, :misses, keyword_init: true) do
+    include Value
+
+    def self.from_wire(h)
+      new(**members.to_h { |m| [m, Value::Wire.fetch(h, m.to_s, Integer)] })
+    end
+  end
+
+  # Result of Client#admin_status. #links is nil from a daemon older than peek, #session_cache
+  # from one without a session cache.
   AdminStatus = Struct.new(:version, :started_at, :uptime_s, :users, :live_sessions, :mail, :links,
-                           keyword_init: true) do
+                           :session_cache, keyword_init: true) do
     include Value
 
     def self.from_wire(h)
@@ -167,7 +178,9 @@ module Magiclinkd
           uptime_s: w.fetch(h, "uptime_s", Integer), users: w.fetch(h, "users", Integer),
           live_sessions: w.fetch(h, "live_sessions", Integer),
           mail: MailCounts.from_wire(w.fetch(h, "mail", Hash)),
-          links: (links = w.fetch(h, "links", Hash, optional: true)) && LinkCounts.from_wire(links))
+          links: (links = w.fetch(h, "links", Hash, optional: true)) && LinkCounts.from_wire(links),
+          session_cache: (cache = w.fetch(h, "session_cache", Hash, optional: true)) &&
+            SessionCacheCounts.from_wire(cache))
     end
   end
 
