@@ -123,6 +123,29 @@ enum Migrations {
                 WHEN (OLD.state IN ('queued', 'sending')) <> (NEW.state IN ('queued', 'sending'))
                 BEGIN UPDATE mail_queue_pending_count SET n = n + (CASE WHEN NEW.state IN ('queued', 'sending') THEN 1 ELSE -1 END); END;
             """),
+        // Rate limits kept a row per event, and finding the `maximum`-th newest walked up to
+        // `maximum` of them on every `start` (thousands under load). Now one row per key and
+        // second, numbered: `total` counts the key's events up to and including that second
+        // and only grows, so both the newest second and the one holding a given event are one
+        // lookup in the primary key, and a busy second is one row, not thousands.
+        Migration(name: "0006-rate-counts", sql: """
+            CREATE TABLE rate_counts (
+                key   TEXT NOT NULL,
+                total INTEGER NOT NULL,
+                at    INTEGER NOT NULL,
+                n     INTEGER NOT NULL,
+                PRIMARY KEY (key, total)
+            ) STRICT, WITHOUT ROWID;
+            INSERT INTO rate_counts (key, total, at, n)
+                SELECT key, sum(count(*)) OVER (PARTITION BY key ORDER BY at), at, count(*)
+                FROM rate_events GROUP BY key, at;
+            DROP TABLE rate_events;
+            """),
+        // Since 0005 nothing reads mail_queue_pending that mail_queue_due (state first) does not
+        // serve as well, and each of a message's three state changes rewrote a page of it.
+        Migration(name: "0007-drop-pending-mail-index", sql: """
+            DROP INDEX mail_queue_pending;
+            """),
     ]
 
     /// Brings the database up to date. Refuses a database migrated by a newer magiclinkd.

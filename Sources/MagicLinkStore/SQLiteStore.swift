@@ -34,6 +34,10 @@ public final class SQLiteStore: AuthStore, @unchecked Sendable {
         let journalMode = try writer.queryFirst("PRAGMA journal_mode = WAL") { $0.text(0) }
         try writer.execute("PRAGMA synchronous = FULL")
         try writer.execute("PRAGMA foreign_keys = ON")
+        // Group commit gives each caller a savepoint, and SQLite keeps a savepoint's undo pages
+        // in a statement journal: in memory, not in a file under /var/tmp (a third of all page
+        // writes, holding copies of rows, secrets' hashes included).
+        try writer.execute("PRAGMA temp_store = MEMORY")
         _ = try Migrations.run(on: writer, now: now)
         commits = GroupCommit(connection: writer, connectionLock: writerLock)
         try Self.restrictPermissions(of: path)
@@ -365,7 +369,7 @@ public final class SQLiteStore: AuthStore, @unchecked Sendable {
             var removed = 0
             removed += try connection.run("DELETE FROM sessions WHERE expires_at <= ?1 OR idle_expires_at <= ?1", [.integer(now)])
             removed += try connection.run("DELETE FROM login_tokens WHERE expires_at <= ?1", [.integer(now - 86_400)])
-            removed += try connection.run("DELETE FROM rate_events WHERE at <= ?1", [.integer(now - rateWindow)])
+            removed += try connection.run("DELETE FROM rate_counts WHERE at <= ?1", [.integer(now - rateWindow)])
             removed += try connection.run("DELETE FROM mail_queue WHERE state IN ('sent', 'expired') AND finished_at <= ?1", [.integer(now - 7 * 86_400)])
             // Dead letters stay for the admin, but a sealed token whose link expired is useless.
             try connection.run("UPDATE mail_queue SET sealed_token = NULL WHERE state = 'failed' AND sealed_token IS NOT NULL AND expires_at <= ?1", [.integer(now)])
@@ -441,15 +445,20 @@ struct Transaction: AuthTransaction {
         return found
     }
 
-    /// Two walks of the (key, at) index from the newest end: the `maximum`-th newest event and
-    /// the newest, instead of every event of the window.
+    /// Two index lookups, whatever the window holds: the key's newest second, then the second
+    /// that holds its `maximum`-th newest event (numbered by `total`, see migration 0006).
     func rateWindow(key: String, since: Int64, maximum: Int) throws -> RateWindow {
-        let newest = try connection.queryFirst("SELECT at FROM rate_events WHERE key = ?1 AND at >= ?2 ORDER BY at DESC LIMIT 1",
-                                               [.text(key), .integer(since)]) { $0.int64(0) }
-        guard newest != nil else { return RateWindow(blocking: nil, newest: nil) }
-        let blocking = try connection.queryFirst("SELECT at FROM rate_events WHERE key = ?1 AND at >= ?2 ORDER BY at DESC LIMIT 1 OFFSET ?3",
-                                                 [.text(key), .integer(since), .integer(Int64(max(maximum, 1) - 1))]) { $0.int64(0) }
-        return RateWindow(blocking: blocking, newest: newest)
+        guard let newest = try connection.queryFirst("SELECT at, total FROM rate_counts WHERE key = ?1 ORDER BY total DESC LIMIT 1",
+                                                     [.text(key)], row: { (at: $0.int64(0), total: $0.int64(1)) }),
+              newest.at >= since else { return RateWindow(blocking: nil, newest: nil) }
+        let wanted = newest.total - Int64(max(maximum, 1)) + 1
+        guard wanted >= 1 else { return RateWindow(blocking: nil, newest: newest.at) }
+        // The first second whose running total reaches `wanted` holds that event, unless the
+        // event was purged (older than every window): then that second starts after it.
+        let holder = try connection.queryFirst("SELECT at, total - n FROM rate_counts WHERE key = ?1 AND total >= ?2 ORDER BY total LIMIT 1",
+                                               [.text(key), .integer(wanted)]) { (at: $0.int64(0), before: $0.int64(1)) }
+        guard let holder, holder.before < wanted, holder.at >= since else { return RateWindow(blocking: nil, newest: newest.at) }
+        return RateWindow(blocking: holder.at, newest: newest.at)
     }
 
     func pendingMailCount() throws -> Int {
@@ -457,8 +466,19 @@ struct Transaction: AuthTransaction {
         Int(try connection.queryFirst("SELECT n FROM mail_queue_pending_count") { $0.int64(0) } ?? 0)
     }
 
+    /// Counts one event in its second. Should the clock step back, the event counts in the
+    /// key's newest second instead, so totals keep rising with time (and it stays in windows
+    /// a little longer, never shorter).
     func recordRateEvent(key: String, at: Int64) throws {
-        try connection.run("INSERT INTO rate_events (key, at) VALUES (?, ?)", [.text(key), .integer(at)])
+        let newest = try connection.queryFirst("SELECT at, total FROM rate_counts WHERE key = ?1 ORDER BY total DESC LIMIT 1",
+                                               [.text(key)]) { (at: $0.int64(0), total: $0.int64(1)) }
+        if let newest, newest.at >= at {
+            try connection.run("UPDATE rate_counts SET n = n + 1, total = total + 1 WHERE key = ?1 AND total = ?2",
+                               [.text(key), .integer(newest.total)])
+        } else {
+            try connection.run("INSERT INTO rate_counts (key, total, at, n) VALUES (?1, ?3, ?2, 1)",
+                               [.text(key), .integer(at), .integer((newest?.total ?? 0) + 1)])
+        }
     }
 
     func supersedeTokens(appID: String, emailKey: String, at: Int64) throws {

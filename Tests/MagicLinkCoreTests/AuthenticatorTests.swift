@@ -1,4 +1,4 @@
-import MagicLinkCore
+@testable import MagicLinkCore
 import XCTest
 
 final class AuthenticatorTests: XCTestCase {
@@ -48,6 +48,24 @@ final class AuthenticatorTests: XCTestCase {
         XCTAssertThrowsError(try body(), file: file, line: line) { error in
             XCTAssertEqual(error as? AuthError, expected, file: file, line: line)
         }
+    }
+
+    /// Message ids are 32 hex digits that sort by creation time (the queue's index grows at
+    /// its end), and still differ within one second.
+    func testMessageIDsGrowWithTimeAndDiffer() throws {
+        _ = try auth.start(StartRequest(email: "a@example.com"))
+        _ = try auth.start(StartRequest(email: "b@example.com"))
+        time.advance(1)
+        _ = try auth.start(StartRequest(email: "c@example.com"))
+        let ids = store.state.mail.map { String($0.messageID.prefix { $0 != "@" }) }
+        XCTAssertEqual(ids.count, 3)
+        for id in ids { XCTAssertTrue(id.utf8.count == 32 && id.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }, id) }
+        XCTAssertEqual(Set(ids).count, 3)
+        XCTAssertEqual(ids[0].prefix(8), ids[1].prefix(8))
+        XCTAssertLessThan(ids[1], ids[2])
+        XCTAssertLessThan(ids[0], ids[2])
+        XCTAssertEqual(Authenticator.messageIDLocalPart(at: 0x0102_0304, random: Array(repeating: 0xAB, count: 12)),
+                       "01020304" + String(repeating: "ab", count: 12))
     }
 
     func testStartQueuesOneSealedMailAndStoresOnlyTheHash() throws {

@@ -66,34 +66,56 @@ final class SQLiteStoreTests: XCTestCase {
         XCTAssertEqual(sealedLeft, 0, "sent mail drops its sealed token")
     }
 
-    /// The index walks give what the whole window would: same blocking event, same newest,
-    /// for windows below, at and above the limit, with duplicate times and other keys around.
+    /// The per-second counts give what the whole list of events would: same blocking event,
+    /// same newest, for windows below, at and above the limit, with many events in one second
+    /// and other keys around; also after a purge took the oldest seconds away.
     func testRateWindowMatchesTheFullListOfEvents() throws {
         let store = try SQLiteStore(path: path)
         var generator = SystemRandomNumberGenerator()
         var events: [String: [Int64]] = [:]
+        let times = (0..<400).map { _ in Int64.random(in: 1_000...1_060, using: &generator) }.sorted()
         try store.write { tx in
-            for _ in 0..<400 {
+            for at in times {
                 let key = ["a", "b", "c"].randomElement(using: &generator)!
-                let at = Int64.random(in: 1_000...1_060, using: &generator)
                 events[key, default: []].append(at)
                 try tx.recordRateEvent(key: key, at: at)
             }
         }
+        try assertRateWindows(store, events)
+        // Purge keeps what is newer than `now - rateWindow`: here, from 1_031 on.
+        _ = try store.purge(now: 1_060, rateWindow: 30)
+        try assertRateWindows(store, events.mapValues { $0.filter { $0 > 1_030 } })
+    }
+
+    private func assertRateWindows(_ store: SQLiteStore, _ events: [String: [Int64]], line: UInt = #line) throws {
         for key in ["a", "b", "c", "none"] {
             for since in [Int64(0), 1_030, 1_059, 1_061] {
                 let inWindow = events[key, default: []].filter { $0 >= since }
                 for maximum in [1, 2, 5, inWindow.count, inWindow.count + 1, 1_000] {
                     let got = try store.read { try $0.rateWindow(key: key, since: since, maximum: maximum) }
-                    XCTAssertEqual(got, RateWindow(times: inWindow, maximum: maximum), "key \(key) since \(since) maximum \(maximum)")
+                    XCTAssertEqual(got, RateWindow(times: inWindow, maximum: maximum), "key \(key) since \(since) maximum \(maximum)", line: line)
                     if maximum > 0, inWindow.count >= maximum {
-                        XCTAssertEqual(got.blocking, inWindow.sorted()[inWindow.count - maximum])
+                        XCTAssertEqual(got.blocking, inWindow.sorted()[inWindow.count - maximum], line: line)
                     } else {
-                        XCTAssertNil(got.blocking)
+                        XCTAssertNil(got.blocking, line: line)
                     }
                 }
             }
         }
+    }
+
+    /// A clock that steps back does not let events slip out of windows early: they count in
+    /// the key's newest second.
+    func testRateEventsFromAClockThatSteppedBackCountInTheNewestSecond() throws {
+        let store = try SQLiteStore(path: path)
+        try store.write { tx in
+            try tx.recordRateEvent(key: "k", at: 2_000)
+            try tx.recordRateEvent(key: "k", at: 1_990)
+            try tx.recordRateEvent(key: "k", at: 1_995)
+        }
+        let window = try store.read { try $0.rateWindow(key: "k", since: 1_999, maximum: 3) }
+        XCTAssertEqual(window, RateWindow(blocking: 2_000, newest: 2_000))
+        XCTAssertEqual(try store.read { try $0.rateWindow(key: "k", since: 2_001, maximum: 1) }, RateWindow(blocking: nil, newest: nil))
     }
 
     /// The trigger-kept count of pending mail follows every way a message enters, moves

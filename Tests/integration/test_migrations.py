@@ -89,3 +89,34 @@ def test_a_database_from_before_apps_upgrades_in_place(daemon_factory):
     assert db.execute("SELECT n FROM mail_queue_pending_count").fetchone() == (counted,)
     assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     db.close()
+
+
+def test_rate_events_carry_over_into_per_second_counts(daemon_factory):
+    """Migration 0006 turns a row per event into counted seconds: an address that had used up
+    its hourly cap before the upgrade is still refused after it, until its oldest start ages out."""
+    d = daemon_factory(start=False)
+    db = sqlite3.connect(d.db_path)
+    db.execute("CREATE TABLE schema_migrations (name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT")
+    now = int(time.time())
+    migrations = shipped_migrations()
+    assert migrations[5][0] == "0006-rate-counts"
+    for name, sql in migrations[:5]:
+        db.executescript(sql)
+        db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (name, now))
+    # Five starts (the default hourly cap) for one address, two of them in the same second.
+    for at in (now - 600, now - 500, now - 500, now - 400, now - 300):
+        db.execute("INSERT INTO rate_events (key, at) VALUES (?, ?)", ("default|email:capped@example.com", at))
+    db.commit()
+    db.close()
+    d.start()
+    with d.client() as c:
+        refused = err(c.call("start", {"email": "capped@example.com"}), "rate_limited")
+        # The oldest of the five (600 s ago) leaves the hour in 3,000 s.
+        assert 2_990 <= refused["details"]["retry_after_s"] <= 3_001, refused
+        ok(c.call("start", {"email": "other@example.com"}))
+    d.stop()
+    db = sqlite3.connect(d.db_path)
+    assert db.execute("SELECT name FROM sqlite_master WHERE name = 'rate_events'").fetchall() == []
+    rows = db.execute("SELECT at, n, total FROM rate_counts WHERE key = 'default|email:capped@example.com' ORDER BY total").fetchall()
+    assert rows == [(now - 600, 1, 1), (now - 500, 2, 3), (now - 400, 1, 4), (now - 300, 1, 5)], rows
+    db.close()
