@@ -6,6 +6,14 @@
 #include <sqlite3.h>
 #include <stdint.h>
 
+// How much of a statement journal (the undo pages of a savepoint: group commit gives every
+// caller one) stays in memory before it spills to a temporary file; SQLite's default is 64 KiB,
+// which a batch of a few writes passes. sqlite3_config is variadic, so Swift cannot call it.
+// Only takes effect before SQLite initializes (the first connection opened).
+static inline int csqlite_set_statement_journal_spill(int bytes) {
+    return sqlite3_config(SQLITE_CONFIG_STMTJRNL_SPILL, bytes);
+}
+
 // SQLITE_TRANSIENT is a cast macro that Swift cannot import.
 static inline sqlite3_destructor_type csqlite_transient(void) { return SQLITE_TRANSIENT; }
 

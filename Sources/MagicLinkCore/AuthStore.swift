@@ -66,8 +66,10 @@ public protocol AuthReadTransaction {
     func user(appID: String, emailKey: String) throws -> UserRecord?
     func session(hash: [UInt8]) throws -> (SessionRecord, UserRecord)?
     /// The events under `key` at or after `since` that a limit of `maximum` needs to know of,
-    /// found without reading the whole window (it may hold thousands of events).
-    func rateWindow(key: String, since: Int64, maximum: Int) throws -> RateWindow
+    /// found without reading the whole window (it may hold thousands of events). Events dated
+    /// after `now` (the clock stepped back since) count as `now`: a clock that ran ahead for a
+    /// while must not hold a limit shut for longer than its window.
+    func rateWindow(key: String, since: Int64, maximum: Int, now: Int64) throws -> RateWindow
     /// Messages queued or being sent.
     func pendingMailCount() throws -> Int
 }

@@ -225,7 +225,7 @@ public struct Authenticator: Sendable {
         let mailed: Bool = try store.write { tx in
             var retryAfter: Int64 = 0
             for (key, limit) in limits {
-                let window = try tx.rateWindow(key: key, since: now - limit.window + 1, maximum: limit.maximum)
+                let window = try tx.rateWindow(key: key, since: now - limit.window + 1, maximum: limit.maximum, now: now)
                 if let blocking = window.blocking {
                     // The event that must leave the window before one more fits.
                     retryAfter = max(retryAfter, blocking + limit.window - now)

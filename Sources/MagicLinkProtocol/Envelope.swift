@@ -91,6 +91,20 @@ public enum Envelope {
         return bytes
     }
 
+    /// `session`'s success line, written straight into one buffer: the reply every page of every
+    /// app waits for skips building a `JSONObject` (same bytes as `success(id:result:)` with
+    /// `sessionResult.object`).
+    public static func success(id: JSONValue, sessionResult: SessionResult) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(160 + sessionResult.email.utf8.count)
+        JSONWriter.append("{\"id\":", to: &bytes)
+        id.serialize(into: &bytes)
+        JSONWriter.append(",\"ok\":true,\"result\":", to: &bytes)
+        sessionResult.serialize(into: &bytes)
+        JSONWriter.append("}\n", to: &bytes)
+        return bytes
+    }
+
     /// `{"id":…,"ok":false,"error":{…}}` plus the line feed.
     public static func failure(id: JSONValue, error: WireError) -> [UInt8] {
         let body = JSONObject([
@@ -139,5 +153,42 @@ public struct Params: Sendable {
         case .bool(let value)?: return value
         default: throw .invalidField("params.\(name)", "must be true or false.")
         }
+    }
+}
+
+/// The result of `session` (Protocol/README.md): who is signed in and until when.
+public struct SessionResult: Sendable, Equatable {
+    public var userID: String
+    public var email: String
+    public var expiresAt: Int64
+    public var idleExpiresAt: Int64
+
+    public init(userID: String, email: String, expiresAt: Int64, idleExpiresAt: Int64) {
+        self.userID = userID
+        self.email = email
+        self.expiresAt = expiresAt
+        self.idleExpiresAt = idleExpiresAt
+    }
+
+    /// The result as a JSON object, members in wire order.
+    public var object: JSONObject {
+        [
+            "user": .object(["id": .string(userID), "email": .string(email)]),
+            "expires_at": .integer(expiresAt),
+            "idle_expires_at": .integer(idleExpiresAt),
+        ]
+    }
+
+    /// Appends the same JSON as `object` would serialize to.
+    public func serialize(into bytes: inout [UInt8]) {
+        JSONWriter.append("{\"user\":{\"id\":", to: &bytes)
+        JSONWriter.appendString(userID, to: &bytes)
+        JSONWriter.append(",\"email\":", to: &bytes)
+        JSONWriter.appendString(email, to: &bytes)
+        JSONWriter.append("},\"expires_at\":", to: &bytes)
+        JSONWriter.appendInteger(expiresAt, to: &bytes)
+        JSONWriter.append(",\"idle_expires_at\":", to: &bytes)
+        JSONWriter.appendInteger(idleExpiresAt, to: &bytes)
+        bytes.append(UInt8(ascii: "}"))
     }
 }

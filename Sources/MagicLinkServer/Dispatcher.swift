@@ -58,7 +58,7 @@ final class Dispatcher: Sendable {
                 // A live session the store holds and vouches for: answered here, on the loop.
                 if let arguments = try? sessionArguments(Params(request.params)),
                    let info = arguments.authenticator.cachedSession(arguments.session, ip: arguments.ip) {
-                    return .answered(Envelope.success(id: request.id, result: Self.sessionResult(info)))
+                    return .answered(Envelope.success(id: request.id, sessionResult: Self.sessionResult(info)))
                 }
                 return .session(request)
             default: return .request(request)
@@ -104,7 +104,7 @@ final class Dispatcher: Sendable {
             }
             do {
                 let info = try arguments.authenticator.session(arguments.session, ip: arguments.ip)
-                completion(Envelope.success(id: request.id, result: Self.sessionResult(info)))
+                completion(Envelope.success(id: request.id, sessionResult: Self.sessionResult(info)))
             } catch {
                 completion(self.failureReply(to: request, error))
             }
@@ -138,12 +138,8 @@ final class Dispatcher: Sendable {
         (try apps.resolve(params), try params.requiredString("session"), try params.optionalString("ip"))
     }
 
-    private static func sessionResult(_ info: SessionInfo) -> JSONObject {
-        [
-            "user": .object(["id": .string(info.user.id), "email": .string(info.user.email)]),
-            "expires_at": .integer(info.expiresAt),
-            "idle_expires_at": .integer(info.idleExpiresAt),
-        ]
+    private static func sessionResult(_ info: SessionInfo) -> SessionResult {
+        SessionResult(userID: info.user.id, email: info.user.email, expiresAt: info.expiresAt, idleExpiresAt: info.idleExpiresAt)
     }
 
     /// The reply sent before closing a connection whose line is over the limit.
@@ -235,7 +231,7 @@ final class Dispatcher: Sendable {
         case "session":
             let arguments = try sessionArguments(params)
             let info = try await blocking(on: sessionPool) { try arguments.authenticator.session(arguments.session, ip: arguments.ip) }
-            return Self.sessionResult(info)
+            return Self.sessionResult(info).object
 
         case "logout":
             let session = try params.requiredString("session")

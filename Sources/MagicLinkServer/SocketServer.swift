@@ -247,8 +247,10 @@ final class ConnectionRegistry: Sendable {
     /// must not serve anything more.
     func update(_ id: Int, activity: ConnectionActivity) -> Bool {
         state.withLockedValue { state in
-            guard let entry = state.entries[id], !entry.evicted else { return false }
-            state.entries[id]?.activity = activity
+            // One hash lookup, and no copy of the entry (its channel would be retained): this
+            // runs twice per request.
+            guard let index = state.entries.index(forKey: id), !state.entries.values[index].evicted else { return false }
+            state.entries.values[index].activity = activity
             return true
         }
     }

@@ -27,7 +27,13 @@ final class Connection {
     private(set) var handle: OpaquePointer?
     private var statements: [String: OpaquePointer] = [:]
 
+    /// Set once, before the first connection initializes SQLite: a group-commit batch keeps
+    /// its savepoints' undo pages in memory (4 MiB), and only a very large write (a purge after
+    /// a long outage) spills them to a temporary file, so memory stays bounded.
+    private static let configured = csqlite_set_statement_journal_spill(4 << 20) == SQLITE_OK
+
     init(path: String, readOnly: Bool = false) throws {
+        _ = Self.configured
         var db: OpaquePointer?
         let flags = (readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
             | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE

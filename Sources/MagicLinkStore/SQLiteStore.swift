@@ -34,10 +34,6 @@ public final class SQLiteStore: AuthStore, @unchecked Sendable {
         let journalMode = try writer.queryFirst("PRAGMA journal_mode = WAL") { $0.text(0) }
         try writer.execute("PRAGMA synchronous = FULL")
         try writer.execute("PRAGMA foreign_keys = ON")
-        // Group commit gives each caller a savepoint, and SQLite keeps a savepoint's undo pages
-        // in a statement journal: in memory, not in a file under /var/tmp (a third of all page
-        // writes, holding copies of rows, secrets' hashes included).
-        try writer.execute("PRAGMA temp_store = MEMORY")
         _ = try Migrations.run(on: writer, now: now)
         commits = GroupCommit(connection: writer, connectionLock: writerLock)
         try Self.restrictPermissions(of: path)
@@ -379,7 +375,7 @@ public final class SQLiteStore: AuthStore, @unchecked Sendable {
 
     /// A trivial read, to show the database still answers (for the systemd watchdog).
     public func ping() throws {
-        _ = try read { tx in try tx.rateWindow(key: "", since: Int64.max, maximum: 1) }
+        _ = try read { tx in try tx.rateWindow(key: "", since: Int64.max, maximum: 1, now: 0) }
     }
 
     /// Checkpoints the WAL; called on clean shutdown so the database file stands alone.
@@ -445,18 +441,19 @@ struct Transaction: AuthTransaction {
         return found
     }
 
-    /// Two index lookups, whatever the window holds: the key's newest second, then the second
-    /// that holds its `maximum`-th newest event (numbered by `total`, see migration 0006).
-    func rateWindow(key: String, since: Int64, maximum: Int) throws -> RateWindow {
+    /// Two lookups in the primary key, whatever the window holds: the key's newest second, then
+    /// the second that holds its `maximum`-th newest event (numbered by `total`, see migration
+    /// 0006). Seconds after `now` count as `now` (see `AuthReadTransaction`).
+    func rateWindow(key: String, since: Int64, maximum: Int, now: Int64) throws -> RateWindow {
         guard let newest = try connection.queryFirst("SELECT at, total FROM rate_counts WHERE key = ?1 ORDER BY total DESC LIMIT 1",
-                                                     [.text(key)], row: { (at: $0.int64(0), total: $0.int64(1)) }),
+                                                     [.text(key)], row: { (at: min($0.int64(0), now), total: $0.int64(1)) }),
               newest.at >= since else { return RateWindow(blocking: nil, newest: nil) }
         let wanted = newest.total - Int64(max(maximum, 1)) + 1
         guard wanted >= 1 else { return RateWindow(blocking: nil, newest: newest.at) }
         // The first second whose running total reaches `wanted` holds that event, unless the
         // event was purged (older than every window): then that second starts after it.
         let holder = try connection.queryFirst("SELECT at, total - n FROM rate_counts WHERE key = ?1 AND total >= ?2 ORDER BY total LIMIT 1",
-                                               [.text(key), .integer(wanted)]) { (at: $0.int64(0), before: $0.int64(1)) }
+                                               [.text(key), .integer(wanted)]) { (at: min($0.int64(0), now), before: $0.int64(1)) }
         guard let holder, holder.before < wanted, holder.at >= since else { return RateWindow(blocking: nil, newest: newest.at) }
         return RateWindow(blocking: holder.at, newest: newest.at)
     }
@@ -466,19 +463,25 @@ struct Transaction: AuthTransaction {
         Int(try connection.queryFirst("SELECT n FROM mail_queue_pending_count") { $0.int64(0) } ?? 0)
     }
 
-    /// Counts one event in its second. Should the clock step back, the event counts in the
-    /// key's newest second instead, so totals keep rising with time (and it stays in windows
-    /// a little longer, never shorter).
+    /// Counts one event in its second. Seconds dated after `at` (the clock stepped back) are
+    /// folded into `at` with it: every event still counts, `at` keeps rising with `total`, and
+    /// a clock that ran ahead for a while leaves nothing dated in the future behind.
     func recordRateEvent(key: String, at: Int64) throws {
         let newest = try connection.queryFirst("SELECT at, total FROM rate_counts WHERE key = ?1 ORDER BY total DESC LIMIT 1",
                                                [.text(key)]) { (at: $0.int64(0), total: $0.int64(1)) }
-        if let newest, newest.at >= at {
+        if let newest, newest.at == at {
             try connection.run("UPDATE rate_counts SET n = n + 1, total = total + 1 WHERE key = ?1 AND total = ?2",
                                [.text(key), .integer(newest.total)])
-        } else {
-            try connection.run("INSERT INTO rate_counts (key, total, at, n) VALUES (?1, ?3, ?2, 1)",
-                               [.text(key), .integer(at), .integer((newest?.total ?? 0) + 1)])
+            return
         }
+        var folded: Int64 = 0
+        if let newest, newest.at > at {
+            folded = try connection.queryFirst("SELECT coalesce(sum(n), 0) FROM rate_counts WHERE key = ?1 AND at >= ?2",
+                                               [.text(key), .integer(at)]) { $0.int64(0) } ?? 0
+            try connection.run("DELETE FROM rate_counts WHERE key = ?1 AND at >= ?2", [.text(key), .integer(at)])
+        }
+        try connection.run("INSERT INTO rate_counts (key, total, at, n) VALUES (?1, ?2, ?3, ?4)",
+                           [.text(key), .integer((newest?.total ?? 0) + 1), .integer(at), .integer(folded + 1)])
     }
 
     func supersedeTokens(appID: String, emailKey: String, at: Int64) throws {

@@ -70,10 +70,14 @@ final class InMemoryStore: AuthStore, @unchecked Sendable {
                   let u = store.state.users.values.first(where: { $0.id == s.userID }) else { return nil }
             return (s, u)
         }
-        func rateWindow(key: String, since: Int64, maximum: Int) throws -> RateWindow {
-            RateWindow(times: store.state.rateEvents.filter { $0.0 == key && $0.1 >= since }.map(\.1), maximum: maximum)
+        func rateWindow(key: String, since: Int64, maximum: Int, now: Int64) throws -> RateWindow {
+            RateWindow(times: store.state.rateEvents.filter { $0.0 == key && min($0.1, now) >= since }.map { min($0.1, now) }, maximum: maximum)
         }
-        func recordRateEvent(key: String, at: Int64) throws { store.state.rateEvents.append((key, at)) }
+        /// As the SQLite store does: events dated after `at` (the clock stepped back) move to `at`.
+        func recordRateEvent(key: String, at: Int64) throws {
+            store.state.rateEvents = store.state.rateEvents.map { $0.0 == key && $0.1 > at ? ($0.0, at) : $0 }
+            store.state.rateEvents.append((key, at))
+        }
         func pendingMailCount() throws -> Int { store.state.mail.count }
         func supersedeTokens(appID: String, emailKey: String, at: Int64) throws {
             for (hash, token) in store.state.tokens where token.appID == appID && token.emailKey == emailKey && token.usedAt == nil && token.supersededAt == nil {

@@ -11,6 +11,24 @@ final class JSONWriterTests: XCTestCase {
         }
     }
 
+    /// `session`'s reply written straight to bytes is the line its JSON object would make,
+    /// whatever the address holds (quotes, controls, non-ASCII) and whatever the numbers.
+    func testSessionResultWritesTheLineItsObjectWould() {
+        let results = [
+            SessionResult(userID: "0b8a7c1e-1d2f-4a3b-9c4d-5e6f7a8b9c0d", email: "alice@example.com", expiresAt: 1_800_000_000, idleExpiresAt: 1_799_000_000),
+            SessionResult(userID: "", email: "\"q\\\u{0}\u{1f}\u{7f}@bücher.example", expiresAt: 0, idleExpiresAt: -1),
+            SessionResult(userID: "u", email: "ä@例え.jp", expiresAt: Int64.max, idleExpiresAt: Int64.min),
+        ]
+        for result in results {
+            var direct: [UInt8] = []
+            result.serialize(into: &direct)
+            XCTAssertEqual(direct, JSONValue.object(result.object).serialized())
+            for id: JSONValue in [.null, .integer(42), .string("x\ny")] {
+                XCTAssertEqual(Envelope.success(id: id, sessionResult: result), Envelope.success(id: id, result: result.object))
+            }
+        }
+    }
+
     private func assertWrites(_ value: JSONValue, _ expected: String, file: StaticString = #filePath, line: UInt = #line) {
         XCTAssertEqual(value.jsonString, expected, file: file, line: line)
         XCTAssertEqual(value.serialized(), Array(expected.utf8), file: file, line: line)

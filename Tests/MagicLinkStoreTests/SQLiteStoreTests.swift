@@ -92,7 +92,7 @@ final class SQLiteStoreTests: XCTestCase {
             for since in [Int64(0), 1_030, 1_059, 1_061] {
                 let inWindow = events[key, default: []].filter { $0 >= since }
                 for maximum in [1, 2, 5, inWindow.count, inWindow.count + 1, 1_000] {
-                    let got = try store.read { try $0.rateWindow(key: key, since: since, maximum: maximum) }
+                    let got = try store.read { try $0.rateWindow(key: key, since: since, maximum: maximum, now: 1_060) }
                     XCTAssertEqual(got, RateWindow(times: inWindow, maximum: maximum), "key \(key) since \(since) maximum \(maximum)", line: line)
                     if maximum > 0, inWindow.count >= maximum {
                         XCTAssertEqual(got.blocking, inWindow.sorted()[inWindow.count - maximum], line: line)
@@ -104,18 +104,32 @@ final class SQLiteStoreTests: XCTestCase {
         }
     }
 
-    /// A clock that steps back does not let events slip out of windows early: they count in
-    /// the key's newest second.
-    func testRateEventsFromAClockThatSteppedBackCountInTheNewestSecond() throws {
+    /// A clock that steps back: events dated ahead of it fold into the present second, so every
+    /// event still counts and nothing stays dated in the future. A clock that ran a day ahead
+    /// for one event holds the limit shut for at most a window, not a day.
+    func testRateEventsFromAClockThatSteppedBackFoldIntoThePresent() throws {
         let store = try SQLiteStore(path: path)
         try store.write { tx in
             try tx.recordRateEvent(key: "k", at: 2_000)
-            try tx.recordRateEvent(key: "k", at: 1_990)
+            try tx.recordRateEvent(key: "k", at: 2_000)
+            try tx.recordRateEvent(key: "k", at: 1_990)  // stepped back 10 s: the two fold in
             try tx.recordRateEvent(key: "k", at: 1_995)
         }
-        let window = try store.read { try $0.rateWindow(key: "k", since: 1_999, maximum: 3) }
-        XCTAssertEqual(window, RateWindow(blocking: 2_000, newest: 2_000))
-        XCTAssertEqual(try store.read { try $0.rateWindow(key: "k", since: 2_001, maximum: 1) }, RateWindow(blocking: nil, newest: nil))
+        XCTAssertEqual(try store.read { try $0.rateWindow(key: "k", since: 1_990, maximum: 4, now: 1_995) }, RateWindow(blocking: 1_990, newest: 1_995))
+        XCTAssertEqual(try store.read { try $0.rateWindow(key: "k", since: 1_990, maximum: 5, now: 1_995) }, RateWindow(blocking: nil, newest: 1_995))
+        XCTAssertEqual(try store.read { try $0.rateWindow(key: "k", since: 1_991, maximum: 1, now: 1_995) }, RateWindow(blocking: 1_995, newest: 1_995))
+        XCTAssertEqual(try store.read { try $0.rateWindow(key: "k", since: 1_996, maximum: 1, now: 1_996) }, RateWindow(blocking: nil, newest: nil))
+
+        // One event while the clock ran a day ahead, then back to 5_000: the window (3,600 s,
+        // at most 1) counts that event as now, before and after it is folded.
+        try store.write { tx in try tx.recordRateEvent(key: "g", at: 5_000 + 86_400) }
+        XCTAssertEqual(try store.read { try $0.rateWindow(key: "g", since: 5_000 - 3_599, maximum: 1, now: 5_000) }, RateWindow(blocking: 5_000, newest: 5_000))
+        try store.write { tx in try tx.recordRateEvent(key: "g", at: 5_000) }
+        XCTAssertEqual(try store.read { try $0.rateWindow(key: "g", since: 5_000 - 3_599, maximum: 2, now: 5_000) }, RateWindow(blocking: 5_000, newest: 5_000))
+        // An hour later both have left the window.
+        XCTAssertEqual(try store.read { try $0.rateWindow(key: "g", since: 8_600 - 3_599, maximum: 1, now: 8_600) }, RateWindow(blocking: nil, newest: nil))
+        let rows = try Connection(path: path).query("SELECT at, n, total FROM rate_counts WHERE key = 'g' ORDER BY total") { [$0.int64(0), $0.int64(1), $0.int64(2)] }
+        XCTAssertEqual(rows, [[5_000, 2, 2]])
     }
 
     /// The trigger-kept count of pending mail follows every way a message enters, moves

@@ -103,9 +103,12 @@ def test_rate_events_carry_over_into_per_second_counts(daemon_factory):
     for name, sql in migrations[:5]:
         db.executescript(sql)
         db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (name, now))
-    # Five starts (the default hourly cap) for one address, two of them in the same second.
+    # Five starts (the default hourly cap) for one address, two of them in the same second, and
+    # the global key's events in between (each key is numbered on its own).
     for at in (now - 600, now - 500, now - 500, now - 400, now - 300):
         db.execute("INSERT INTO rate_events (key, at) VALUES (?, ?)", ("default|email:capped@example.com", at))
+    for at in (now - 550, now - 500, now - 450):
+        db.execute("INSERT INTO rate_events (key, at) VALUES (?, ?)", ("default|global", at))
     db.commit()
     db.close()
     d.start()
@@ -119,4 +122,7 @@ def test_rate_events_carry_over_into_per_second_counts(daemon_factory):
     assert db.execute("SELECT name FROM sqlite_master WHERE name = 'rate_events'").fetchall() == []
     rows = db.execute("SELECT at, n, total FROM rate_counts WHERE key = 'default|email:capped@example.com' ORDER BY total").fetchall()
     assert rows == [(now - 600, 1, 1), (now - 500, 2, 3), (now - 400, 1, 4), (now - 300, 1, 5)], rows
+    rows = db.execute("SELECT at, n, total FROM rate_counts WHERE key = 'default|global' ORDER BY total").fetchall()
+    # Then the start that went through, at about now.
+    assert rows[:3] == [(now - 550, 1, 1), (now - 500, 1, 2), (now - 450, 1, 3)] and rows[3][2] == 4, rows
     db.close()
