@@ -127,18 +127,30 @@ final class MailDeliveryService: Service, Sendable {
 
     /// Claims one batch and delivers it; returns how many messages it claimed. One message's
     /// failure never holds up the others; stops early (leaving the rest claimed) when asked.
-    /// Messages go out one after another; each outcome is recorded while the next message is
-    /// on its way (the commits of a batch share fsyncs), and the batch ends when all are written.
+    /// Messages go out one after another; their outcomes are recorded while the next ones are
+    /// on their way, one write at a time: whatever finished while a write was committing goes
+    /// in the next one. A slow transport has each outcome written at once; a fast one has a
+    /// write (one blocking thread, one group-commit entry) carry many, instead of a write per
+    /// message holding a blocking thread each. The batch ends when all are written.
     func deliverDueBatch(stop: @Sendable () -> Bool = { false }) async throws -> Int {
         let now = time.now()
         let limit = batchSize
         let batch = try await blockingPool.runIfActive { try self.store.claimDueMail(now: now, limit: limit) }
+        let outcomes = OutcomeQueue()
         let unrecorded = await withTaskGroup(of: Bool.self) { recordings in
             for mail in batch {
                 if stop() { break }
                 let outcome = await deliver(mail)
-                let finished = time.now()
-                recordings.addTask { await self.record(outcome, of: mail, at: finished) }
+                if outcomes.add((messageID: mail.messageID, outcome: outcome, at: time.now())) {
+                    // Nobody is writing: this task writes until the queue is empty.
+                    recordings.addTask {
+                        var recorded = true
+                        while let chunk = outcomes.takeAll() {
+                            if !(await self.record(chunk)) { recorded = false }
+                        }
+                        return recorded
+                    }
+                }
             }
             var unrecorded = false
             for await recorded in recordings where !recorded { unrecorded = true }
@@ -152,15 +164,14 @@ final class MailDeliveryService: Service, Sendable {
         return batch.count
     }
 
-    /// Writes a delivery's outcome; false (logged) when the database would not take it.
-    private func record(_ outcome: SQLiteStore.MailOutcome, of mail: QueuedMail, at finished: Int64) async -> Bool {
+    /// Writes deliveries' outcomes in one transaction; false (logged) when the database would
+    /// not take them.
+    private func record(_ outcomes: [SQLiteStore.FinishedMail]) async -> Bool {
         do {
-            try await blockingPool.runIfActive {
-                try self.store.finishMail(messageID: mail.messageID, outcome: outcome, now: finished)
-            }
+            try await blockingPool.runIfActive { try self.store.finishMail(outcomes) }
             return true
         } catch {
-            logger.error("cannot record a mail outcome", metadata: ["message_id": "\(mail.messageID)", "error": "\(error)"])
+            logger.error("cannot record mail outcomes", metadata: ["message_ids": "\(outcomes.map(\.messageID))", "error": "\(error)"])
             return false
         }
     }
@@ -437,5 +448,34 @@ private final class Once<T: Sendable>: Sendable {
             return continuation
         }
         continuation?.resume(returning: value)
+    }
+}
+
+/// Outcomes waiting to be written, and whether a task is writing them.
+final class OutcomeQueue: @unchecked Sendable {
+    private let lock = NIOLock()
+    private var waiting: [SQLiteStore.FinishedMail] = []
+    private var writing = false
+
+    /// Queues an outcome; true when nobody is writing, and the caller must start the writer.
+    func add(_ outcome: SQLiteStore.FinishedMail) -> Bool {
+        lock.withLock {
+            waiting.append(outcome)
+            if writing { return false }
+            writing = true
+            return true
+        }
+    }
+
+    /// Everything waiting; nil (and the writer is done) when nothing is.
+    func takeAll() -> [SQLiteStore.FinishedMail]? {
+        lock.withLock {
+            guard !waiting.isEmpty else {
+                writing = false
+                return nil
+            }
+            defer { waiting = [] }
+            return waiting
+        }
     }
 }

@@ -200,25 +200,40 @@ public final class SQLiteStore: AuthStore, @unchecked Sendable {
         case retry(at: Int64, reason: String)
     }
 
+    /// What became of one claimed message, and when.
+    public typealias FinishedMail = (messageID: String, outcome: MailOutcome, at: Int64)
+
     /// Records what became of a claimed message. Finished messages lose their sealed token.
     public func finishMail(messageID: String, outcome: MailOutcome, now: Int64) throws {
+        try finishMail([(messageID, outcome, now)])
+    }
+
+    /// Records several outcomes in one transaction (all or none).
+    public func finishMail(_ outcomes: [FinishedMail]) throws {
+        guard !outcomes.isEmpty else { return }
         _ = try writeRaw { connection in
-            switch outcome {
-            case .sent:
-                try connection.run("UPDATE mail_queue SET state = 'sent', finished_at = ?2, sealed_token = NULL, last_error = NULL WHERE message_id = ?1",
-                                   [.text(messageID), .integer(now)])
-            case .expired(let reason):
-                try connection.run("UPDATE mail_queue SET state = 'expired', finished_at = ?2, sealed_token = NULL, last_error = coalesce(last_error || ' / ', '') || ?3 WHERE message_id = ?1",
-                                   [.text(messageID), .integer(now), .text(reason)])
-            case .failedPermanently(let reason):
-                // The sealed token stays until the link expires, so an admin can retry the
-                // message after fixing the cause (purge drops it with the row's other data).
-                try connection.run("UPDATE mail_queue SET state = 'failed', finished_at = ?2, last_error = ?3 WHERE message_id = ?1",
-                                   [.text(messageID), .integer(now), .text(reason)])
-            case .retry(let at, let reason):
-                try connection.run("UPDATE mail_queue SET state = 'queued', claimed_at = NULL, next_attempt_at = ?2, last_error = ?3 WHERE message_id = ?1",
-                                   [.text(messageID), .integer(at), .text(reason)])
+            for (messageID, outcome, now) in outcomes {
+                try Self.record(outcome, of: messageID, at: now, on: connection)
             }
+        }
+    }
+
+    private static func record(_ outcome: MailOutcome, of messageID: String, at now: Int64, on connection: Connection) throws {
+        switch outcome {
+        case .sent:
+            try connection.run("UPDATE mail_queue SET state = 'sent', finished_at = ?2, sealed_token = NULL, last_error = NULL WHERE message_id = ?1",
+                               [.text(messageID), .integer(now)])
+        case .expired(let reason):
+            try connection.run("UPDATE mail_queue SET state = 'expired', finished_at = ?2, sealed_token = NULL, last_error = coalesce(last_error || ' / ', '') || ?3 WHERE message_id = ?1",
+                               [.text(messageID), .integer(now), .text(reason)])
+        case .failedPermanently(let reason):
+            // The sealed token stays until the link expires, so an admin can retry the
+            // message after fixing the cause (purge drops it with the row's other data).
+            try connection.run("UPDATE mail_queue SET state = 'failed', finished_at = ?2, last_error = ?3 WHERE message_id = ?1",
+                               [.text(messageID), .integer(now), .text(reason)])
+        case .retry(let at, let reason):
+            try connection.run("UPDATE mail_queue SET state = 'queued', claimed_at = NULL, next_attempt_at = ?2, last_error = ?3 WHERE message_id = ?1",
+                               [.text(messageID), .integer(at), .text(reason)])
         }
     }
 

@@ -3,6 +3,22 @@ import XCTest
 
 final class MailWorkerTests: XCTestCase {
     /// A wait that returned early must not leave a wake-up behind: the worker would spin.
+    /// One writer at a time: the first outcome starts it, later ones wait for its next round,
+    /// and an empty round ends it so the next outcome starts a new one. Nothing is lost or
+    /// written twice.
+    func testOutcomeQueueHandsEverythingToOneWriterAtATime() {
+        let queue = OutcomeQueue()
+        XCTAssertTrue(queue.add((messageID: "a", outcome: .sent, at: 1)), "the first outcome starts a writer")
+        XCTAssertFalse(queue.add((messageID: "b", outcome: .sent, at: 2)), "a writer is running")
+        XCTAssertEqual(queue.takeAll()?.map(\.messageID), ["a", "b"])
+        XCTAssertFalse(queue.add((messageID: "c", outcome: .retry(at: 9, reason: "x"), at: 3)), "still the same writer")
+        XCTAssertEqual(queue.takeAll()?.map(\.messageID), ["c"])
+        XCTAssertNil(queue.takeAll(), "nothing left: the writer stops")
+        XCTAssertTrue(queue.add((messageID: "d", outcome: .sent, at: 4)), "the next outcome starts a new writer")
+        XCTAssertEqual(queue.takeAll()?.map(\.messageID), ["d"])
+        XCTAssertNil(queue.takeAll())
+    }
+
     func testWakeupDoesNotSpinAfterAConsumedSignal() async {
         let wakeup = MailWakeup()
         wakeup.signal()

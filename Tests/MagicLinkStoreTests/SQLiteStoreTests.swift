@@ -167,6 +167,25 @@ final class SQLiteStoreTests: XCTestCase {
         XCTAssertEqual(try store.read { try $0.pendingMailCount() }, 0)
     }
 
+    /// Several outcomes in one write: each message ends in its own state, in one transaction.
+    func testSeveralMailOutcomesAreRecordedTogether() throws {
+        let store = try SQLiteStore(path: path)
+        let (auth, _) = makeAuthenticator(store)
+        let now = SystemTime().now()
+        for i in 0..<4 { _ = try auth.start(StartRequest(email: "m\(i)@example.com")) }
+        let claimed = try store.claimDueMail(now: now, limit: 4)
+        XCTAssertEqual(claimed.count, 4)
+        try store.finishMail([
+            (claimed[0].messageID, .sent, now),
+            (claimed[1].messageID, .expired(reason: "x"), now),
+            (claimed[2].messageID, .failedPermanently(reason: "y"), now),
+            (claimed[3].messageID, .retry(at: now + 60, reason: "z"), now),
+        ])
+        XCTAssertEqual(try store.mailCounts(), ["sent": 1, "expired": 1, "failed": 1, "queued": 1])
+        XCTAssertEqual(try store.read { try $0.pendingMailCount() }, 1)
+        try store.finishMail([])
+    }
+
     func testConcurrentCallbacksWithOneTokenMakeExactlyOneSession() throws {
         let store = try SQLiteStore(path: path)
         let (auth, sealer) = makeAuthenticator(store)
