@@ -142,7 +142,8 @@ final class MailDeliveryService: Service, Sendable {
                 if stop() { break }
                 let outcome = await deliver(mail)
                 if outcomes.add((messageID: mail.messageID, outcome: outcome, at: time.now())) {
-                    // Nobody is writing: this task writes until the queue is empty.
+                    // Nobody is writing: this task writes until the queue is empty. (`addTask`,
+                    // not `addTaskUnlessCancelled`: the queue now counts on a writer.)
                     recordings.addTask {
                         var recorded = true
                         while let chunk = outcomes.takeAll() {
@@ -165,13 +166,21 @@ final class MailDeliveryService: Service, Sendable {
     }
 
     /// Writes deliveries' outcomes in one transaction; false (logged) when the database would
-    /// not take them.
+    /// not take them. When several fail together, each is tried on its own, so one bad row does
+    /// not cost the others their outcome (a sent message handed back would go out twice).
     private func record(_ outcomes: [SQLiteStore.FinishedMail]) async -> Bool {
         do {
             try await blockingPool.runIfActive { try self.store.finishMail(outcomes) }
             return true
         } catch {
-            logger.error("cannot record mail outcomes", metadata: ["message_ids": "\(outcomes.map(\.messageID))", "error": "\(error)"])
+            if outcomes.count > 1 {
+                var all = true
+                for outcome in outcomes where !(await record([outcome])) { all = false }
+                return all
+            }
+            logger.error("cannot record a mail outcome", metadata: [
+                "event": "mail_unrecorded", "message_id": "\(outcomes.first?.messageID ?? "?")", "error": "\(error)",
+            ])
             return false
         }
     }

@@ -2,7 +2,6 @@
 import XCTest
 
 final class MailWorkerTests: XCTestCase {
-    /// A wait that returned early must not leave a wake-up behind: the worker would spin.
     /// One writer at a time: the first outcome starts it, later ones wait for its next round,
     /// and an empty round ends it so the next outcome starts a new one. Nothing is lost or
     /// written twice.
@@ -19,6 +18,7 @@ final class MailWorkerTests: XCTestCase {
         XCTAssertNil(queue.takeAll())
     }
 
+    /// A wait that returned early must not leave a wake-up behind: the worker would spin.
     func testWakeupDoesNotSpinAfterAConsumedSignal() async {
         let wakeup = MailWakeup()
         wakeup.signal()

@@ -143,8 +143,8 @@ final class SQLiteStoreTests: XCTestCase {
             let kept = try store.read { try $0.pendingMailCount() }
             XCTAssertEqual(Int64(kept), counted, line: line)
         }
-        let now = SystemTime().now()
         for i in 0..<6 { _ = try auth.start(StartRequest(email: "q\(i)@example.com")) }
+        let now = SystemTime().now()  // after the starts: each mail is due from its own second
         try assertCounts()
         XCTAssertEqual(try store.read { try $0.pendingMailCount() }, 6)
         let claimed = try store.claimDueMail(now: now, limit: 4)
@@ -167,14 +167,23 @@ final class SQLiteStoreTests: XCTestCase {
         XCTAssertEqual(try store.read { try $0.pendingMailCount() }, 0)
     }
 
-    /// Several outcomes in one write: each message ends in its own state, in one transaction.
+    /// Several outcomes in one write: each message ends in its own state, all in one
+    /// transaction (one that cannot be written leaves every message as it was).
     func testSeveralMailOutcomesAreRecordedTogether() throws {
         let store = try SQLiteStore(path: path)
         let (auth, _) = makeAuthenticator(store)
-        let now = SystemTime().now()
         for i in 0..<4 { _ = try auth.start(StartRequest(email: "m\(i)@example.com")) }
+        let now = SystemTime().now()  // after the starts: each mail is due from its own second
         let claimed = try store.claimDueMail(now: now, limit: 4)
-        XCTAssertEqual(claimed.count, 4)
+        guard claimed.count == 4 else { return XCTFail("claimed \(claimed.count) of 4") }
+
+        // A row that refuses its update: none of the four outcomes is written.
+        let check = try Connection(path: path)
+        try check.execute("CREATE TRIGGER refuse BEFORE UPDATE ON mail_queue WHEN old.message_id = '\(claimed[3].messageID)' BEGIN SELECT RAISE(ABORT, 'refused'); END")
+        XCTAssertThrowsError(try store.finishMail(claimed.map { ($0.messageID, .sent, now) }))
+        XCTAssertEqual(try store.mailCounts(), ["sending": 4])
+        try check.execute("DROP TRIGGER refuse")
+
         try store.finishMail([
             (claimed[0].messageID, .sent, now),
             (claimed[1].messageID, .expired(reason: "x"), now),
