@@ -221,9 +221,9 @@ final class SQLiteStoreTests: XCTestCase {
     func testMailQueueClaimReleaseRetryAndExpiry() throws {
         let store = try SQLiteStore(path: path)
         let (auth, _) = makeAuthenticator(store)
-        let now = SystemTime().now()
         _ = try auth.start(StartRequest(email: "q1@example.com"))
         _ = try auth.start(StartRequest(email: "q2@example.com"))
+        let now = SystemTime().now()  // after the starts: each mail is due from its own second
         let first = try store.claimDueMail(now: now, limit: 1)
         XCTAssertEqual(first.count, 1)
         XCTAssertEqual(first[0].attempts, 1)
