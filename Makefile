@@ -1,6 +1,6 @@
 # magiclinkd: build, install and uninstall (GNU make).
 #
-#   make                          swift build -c release
+#   make                          swift build -c release --static-swift-stdlib
 #   make test                     ./scripts/test (the whole suite)
 #   sudo make install             binary, systemd units, example configuration (see below);
 #                                 after `make`, `sudo make install BINARY=.build/release/magiclinkd`
@@ -55,7 +55,7 @@ UNIT_SED := -e 's|/usr/local/bin/magiclinkd|$(BINDIR)/magiclinkd|g' \
 all: build
 
 build:
-	$(SWIFT) build -c release --package-path "$(SRCDIR)"
+	$(SWIFT) build -c release --static-swift-stdlib --package-path "$(SRCDIR)"
 
 test:
 	"$(SRCDIR)/scripts/test"
