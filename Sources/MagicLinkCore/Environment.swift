@@ -24,19 +24,25 @@ public protocol RandomSource: Sendable {
     func bytes(_ count: Int) -> [UInt8]
 }
 
-/// The operating system's CSPRNG (`getrandom(2)` on Linux, through the standard library).
+/// The operating system's CSPRNG: `getentropy(3)`, which is `getrandom(2)` on Linux, up to 256
+/// bytes a call. One call per request for bytes: a `start` draws six secrets, and eight bytes
+/// a system call (the standard library's generator) made that about twenty system calls.
 public struct SystemRandom: RandomSource {
     public init() {}
     public func bytes(_ count: Int) -> [UInt8] {
-        var generator = SystemRandomNumberGenerator()
         var out = [UInt8](repeating: 0, count: count)
-        var index = 0
-        while index < count {
-            var word = generator.next()
-            for _ in 0..<8 where index < count {
-                out[index] = UInt8(truncatingIfNeeded: word)
-                word >>= 8
-                index += 1
+        out.withUnsafeMutableBytes { buffer in
+            var offset = 0
+            while offset < buffer.count {
+                let chunk = min(256, buffer.count - offset)
+                guard getentropy(buffer.baseAddress! + offset, chunk) == 0 else {
+                    // Only where getrandom(2) is missing (Linux before 3.17): the standard
+                    // library's generator, which stops the process rather than return weak bytes.
+                    var generator = SystemRandomNumberGenerator()
+                    for index in offset..<buffer.count { buffer[index] = UInt8(truncatingIfNeeded: generator.next()) }
+                    return
+                }
+                offset += chunk
             }
         }
         return out

@@ -289,6 +289,24 @@ final class SecretTests: XCTestCase {
         XCTAssertEqual(a.count, 32)
     }
 
+    /// Every byte is drawn, across getentropy's 256-byte calls too: no stretch of 64 bytes
+    /// is left unfilled (64 random zero bytes in a row: 2^-512).
+    func testSystemRandomFillsEveryByteOfAnyLength() {
+        XCTAssertEqual(SystemRandom().bytes(0), [])
+        for count in [1, 7, 8, 9, 31, 64, 255, 256, 257, 320, 512, 1000] {
+            let bytes = SystemRandom().bytes(count)
+            XCTAssertEqual(bytes.count, count)
+            var start = 0
+            while start + 64 <= count {
+                XCTAssertTrue(bytes[start..<(start + 64)].contains { $0 != 0 }, "count \(count): bytes \(start)..< left unfilled")
+                start += 32
+            }
+            if count >= 64 { XCTAssertTrue(bytes.suffix(64).contains { $0 != 0 }, "count \(count): the tail was left unfilled") }
+        }
+        // Each byte value turns up in a large draw (a byte stuck at one value would not).
+        XCTAssertEqual(Set(SystemRandom().bytes(8192)).count, 256)
+    }
+
     func testSealerRejectsWrongKey() throws {
         let one = TokenSealer(keyBytes: [UInt8](repeating: 1, count: 32))!
         let two = TokenSealer(keyBytes: [UInt8](repeating: 2, count: 32))!

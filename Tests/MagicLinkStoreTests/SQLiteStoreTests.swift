@@ -33,6 +33,21 @@ final class SQLiteStoreTests: XCTestCase {
         XCTAssertEqual(journal, "wal")
     }
 
+    /// Text is bound from the string's own UTF-8: every byte arrives, a NUL does not cut it
+    /// short, and the empty string is '' (a null pointer would have bound NULL).
+    func testTextArgumentsArriveByteForByte() throws {
+        let connection = try Connection(path: path)
+        let bridged = String(NSString(string: "bridged ✓ from Foundation"))
+        for text in ["", "a", "a\u{0}b", "\u{0}", "é✓ 𝄞", "fifteen bytes!!", String(repeating: "long text ", count: 40), bridged] {
+            let row = try connection.queryFirst("SELECT typeof(?1), length(CAST(?1 AS BLOB)), hex(?1)", [.text(text)]) {
+                (type: $0.text(0), bytes: $0.int64(1), hex: $0.text(2))
+            }
+            XCTAssertEqual(row?.type, "text", text)
+            XCTAssertEqual(row?.bytes, Int64(text.utf8.count), text)
+            XCTAssertEqual(row?.hex, text.utf8.map { String(format: "%02X", $0) }.joined(), text)
+        }
+    }
+
     func testRefusesDatabaseFromNewerVersion() throws {
         _ = try SQLiteStore(path: path)
         try Connection(path: path).run("INSERT INTO schema_migrations (name, applied_at) VALUES ('9999-from-the-future', 0)")
