@@ -28,23 +28,42 @@ public protocol RandomSource: Sendable {
 /// bytes a call. One call per request for bytes: a `start` draws six secrets, and eight bytes
 /// a system call (the standard library's generator) made that about twenty system calls.
 public struct SystemRandom: RandomSource {
-    public init() {}
+    /// Fills a buffer of at most 256 bytes; 0 on success. `getentropy` but in tests.
+    typealias Entropy = @Sendable (UnsafeMutableRawPointer, Int) -> Int32
+    private let entropy: Entropy
+
+    public init() { entropy = { getentropy($0, $1) } }
+    init(entropy: @escaping Entropy) { self.entropy = entropy }
+
     public func bytes(_ count: Int) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: count)
         out.withUnsafeMutableBytes { buffer in
             var offset = 0
             while offset < buffer.count {
                 let chunk = min(256, buffer.count - offset)
-                guard getentropy(buffer.baseAddress! + offset, chunk) == 0 else {
-                    // Only where getrandom(2) is missing (Linux before 3.17): the standard
-                    // library's generator, which stops the process rather than return weak bytes.
-                    var generator = SystemRandomNumberGenerator()
-                    for index in offset..<buffer.count { buffer[index] = UInt8(truncatingIfNeeded: generator.next()) }
+                guard entropy(buffer.baseAddress! + offset, chunk) == 0 else {
+                    // getrandom(2) missing (Linux before 3.17) or refused (a seccomp filter):
+                    // the standard library's generator fills the rest; it falls back to
+                    // /dev/urandom, and stops the process rather than return weak bytes.
+                    Self.fill(buffer[offset...], using: SystemRandomNumberGenerator())
                     return
                 }
                 offset += chunk
             }
         }
         return out
+    }
+
+    private static func fill(_ bytes: Slice<UnsafeMutableRawBufferPointer>, using generator: SystemRandomNumberGenerator) {
+        var generator = generator
+        var index = bytes.startIndex
+        while index < bytes.endIndex {
+            var word = generator.next()
+            for _ in 0..<8 where index < bytes.endIndex {
+                bytes.base[index] = UInt8(truncatingIfNeeded: word)
+                word >>= 8
+                index += 1
+            }
+        }
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 @testable import MagicLinkCore
 import XCTest
 
@@ -289,22 +290,42 @@ final class SecretTests: XCTestCase {
         XCTAssertEqual(a.count, 32)
     }
 
-    /// Every byte is drawn, across getentropy's 256-byte calls too: no stretch of 64 bytes
-    /// is left unfilled (64 random zero bytes in a row: 2^-512).
+    /// Every byte of every length is drawn, across getentropy's 256-byte calls too: ORed over
+    /// 16 draws, no position stays zero (a false failure: 2^-128 per position).
     func testSystemRandomFillsEveryByteOfAnyLength() {
         XCTAssertEqual(SystemRandom().bytes(0), [])
-        for count in [1, 7, 8, 9, 31, 64, 255, 256, 257, 320, 512, 1000] {
-            let bytes = SystemRandom().bytes(count)
-            XCTAssertEqual(bytes.count, count)
-            var start = 0
-            while start + 64 <= count {
-                XCTAssertTrue(bytes[start..<(start + 64)].contains { $0 != 0 }, "count \(count): bytes \(start)..< left unfilled")
-                start += 32
-            }
-            if count >= 64 { XCTAssertTrue(bytes.suffix(64).contains { $0 != 0 }, "count \(count): the tail was left unfilled") }
+        for count in [1, 4, 7, 8, 9, 12, 16, 31, 32, 255, 256, 257, 320, 512, 1000] {
+            assertEveryPositionIsDrawn(count: count, by: SystemRandom())
         }
         // Each byte value turns up in a large draw (a byte stuck at one value would not).
         XCTAssertEqual(Set(SystemRandom().bytes(8192)).count, 256)
+    }
+
+    /// When the kernel refuses (no getrandom, a seccomp filter), the rest comes from the
+    /// standard library's generator: still every byte, still random.
+    func testSystemRandomFallsBackWhenTheKernelRefuses() {
+        let calls = Counter()
+        let refusesAfterTheFirstCall = SystemRandom(entropy: { buffer, count in
+            guard calls.next() == 0 else { return -1 }
+            return getentropy(buffer, count)
+        })
+        assertEveryPositionIsDrawn(count: 600, by: refusesAfterTheFirstCall, resetting: calls)
+        let alwaysRefuses = SystemRandom(entropy: { _, _ in -1 })
+        for count in [1, 8, 9, 32, 300] { assertEveryPositionIsDrawn(count: count, by: alwaysRefuses) }
+        XCTAssertNotEqual(alwaysRefuses.bytes(32), alwaysRefuses.bytes(32))
+    }
+
+    private func assertEveryPositionIsDrawn(count: Int, by random: SystemRandom, resetting counter: Counter? = nil,
+                                            file: StaticString = #filePath, line: UInt = #line) {
+        var seen = [UInt8](repeating: 0, count: count)
+        for _ in 0..<16 {
+            counter?.reset()
+            let bytes = random.bytes(count)
+            XCTAssertEqual(bytes.count, count, file: file, line: line)
+            guard bytes.count == count else { return }
+            for index in 0..<count { seen[index] |= bytes[index] }
+        }
+        XCTAssertNil(seen.firstIndex(of: 0).map { "count \(count): byte \($0) never drawn" }, file: file, line: line)
     }
 
     func testSealerRejectsWrongKey() throws {
@@ -323,4 +344,13 @@ extension Array where Element == UInt8 {
         for start in 0...(count - needle.count) where self[start..<(start + needle.count)].elementsEqual(needle) { return true }
         return false
     }
+}
+
+/// Counts calls across threads (for an injected entropy source).
+final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = 0
+    /// The count before this call.
+    func next() -> Int { lock.withLock { defer { value += 1 }; return value } }
+    func reset() { lock.withLock { value = 0 } }
 }
