@@ -147,7 +147,7 @@ public struct SessionInfo: Sendable, Equatable {
 /// The login state machine: start → callback → session → logout. No I/O of its own: storage,
 /// clock and randomness are injected. Methods block on the store, so callers run them off any
 /// event loop.
-public struct Authenticator: Sendable {
+public final class Authenticator: Sendable {
     public static let maxUserAgentBytes = 1024
     public static let maxRedirectBytes = 2048
 

@@ -134,7 +134,7 @@ final class ConnectionGuard: ChannelDuplexHandler {
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        let replies = unwrapOutboundIn(data).readableBytesView.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) }
+        let replies = unwrapOutboundIn(data).withUnsafeReadableBytes(Self.lineFeeds(in:))
         guard replies > 0 else {
             context.write(data, promise: promise)
             return
@@ -147,6 +147,13 @@ final class ConnectionGuard: ChannelDuplexHandler {
             self.replyWritten(replies)
         }
         arm()
+    }
+
+    /// Reply lines in a write (a plain loop over the bytes: this runs for every reply).
+    private static func lineFeeds(in bytes: UnsafeRawBufferPointer) -> Int {
+        var count = 0
+        for byte in bytes where byte == 0x0A { count += 1 }
+        return count
     }
 
     // MARK: state
