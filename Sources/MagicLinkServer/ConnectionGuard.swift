@@ -21,7 +21,7 @@ final class ConnectionGuard: ChannelDuplexHandler {
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    private let id: Int
+    private let slot: ConnectionRegistry.Slot
     private let registry: ConnectionRegistry
     private let requestTimeout: TimeAmount
     private let idleTimeout: TimeAmount
@@ -49,9 +49,9 @@ final class ConnectionGuard: ChannelDuplexHandler {
     private var timerDeadline: NIODeadline?
 
     /// `now` is the event loop's clock (`EventLoop.now`), which every later reading uses too.
-    init(id: Int, registry: ConnectionRegistry, policy: ConnectionPolicy, peer: PeerCredentials, logs: ConnectionLogs,
+    init(slot: ConnectionRegistry.Slot, registry: ConnectionRegistry, policy: ConnectionPolicy, peer: PeerCredentials, logs: ConnectionLogs,
          now: NIODeadline) {
-        self.id = id
+        self.slot = slot
         self.registry = registry
         self.requestTimeout = policy.requestTimeout
         self.idleTimeout = policy.idleTimeout
@@ -185,7 +185,7 @@ final class ConnectionGuard: ChannelDuplexHandler {
             now = .idle(since: idleSince)
         }
         activity = now
-        return registry.update(id, activity: now)
+        return registry.update(slot, activity: now)
     }
 
     /// The next moment a rule may act, if any.

@@ -27,7 +27,7 @@ final class RequestHandler: ChannelDuplexHandler {
         case end
     }
 
-    let id: Int
+    let slot: ConnectionRegistry.Slot
     let peer: PeerCredentials
     let dispatcher: Dispatcher
     let registry: ConnectionRegistry
@@ -46,9 +46,9 @@ final class RequestHandler: ChannelDuplexHandler {
     /// The last reply written: a close waits for it, so a reply before a close is not lost.
     private var lastWrite: EventLoopFuture<Void>?
 
-    init(id: Int, peer: PeerCredentials, dispatcher: Dispatcher, registry: ConnectionRegistry, logger: Logger,
+    init(slot: ConnectionRegistry.Slot, peer: PeerCredentials, dispatcher: Dispatcher, registry: ConnectionRegistry, logger: Logger,
          maximumQueued: Int = 128) {
-        self.id = id
+        self.slot = slot
         self.peer = peer
         self.dispatcher = dispatcher
         self.registry = registry
@@ -123,7 +123,7 @@ final class RequestHandler: ChannelDuplexHandler {
                 if line.readableBytes == 0 || (line.readableBytes == 1 && line.getInteger(at: line.readerIndex, as: UInt8.self) == 13) {
                     continue
                 }
-                guard registry.markBusy(id) else {
+                guard registry.markBusy(slot) else {
                     // Read but not started when shutdown began: say so, then close.
                     reply(Envelope.failure(id: .null, error: WireError(.unavailable, "The daemon is shutting down; try again shortly.")),
                           context: context)
@@ -138,7 +138,7 @@ final class RequestHandler: ChannelDuplexHandler {
                 switch dispatcher.prepare(line) {
                 case .answered(let answer):
                     reply(answer, context: context)
-                    if !registry.markIdle(id) { shutdownSeen = true }
+                    if !registry.markIdle(slot) { shutdownSeen = true }
                 case .session(let request):
                     busy = true
                     registry.requestStarted()
@@ -186,7 +186,7 @@ final class RequestHandler: ChannelDuplexHandler {
         reply(answer, context: context)
         // During shutdown the next queued line hears `unavailable` (in serveNext), then the
         // connection closes.
-        if !registry.markIdle(id) { shutdownSeen = true }
+        if !registry.markIdle(slot) { shutdownSeen = true }
         serveNext(context: context)
     }
 

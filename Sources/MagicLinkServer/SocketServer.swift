@@ -146,7 +146,7 @@ final class SocketServer: Service, Sendable, CustomStringConvertible {
                 details: ["reason": "too_many_connections"]))
             try pipeline.addHandler(RefusedConnectionHandler(reply: reply))
             return .refused
-        case .admitted(let id, let evicted):
+        case .admitted(let slot, let evicted):
             if let evicted {
                 evicted.channel.close(promise: nil)
                 var metadata: Logger.Metadata = ["max_connections": "\(policy.maxConnections)"]
@@ -159,12 +159,12 @@ final class SocketServer: Service, Sendable, CustomStringConvertible {
                                  on: channel.eventLoop)
             }
             let registry = connections
-            channel.closeFuture.whenComplete { _ in registry.remove(id) }
-            try pipeline.addHandler(ConnectionGuard(id: id, registry: registry, policy: policy, peer: peer, logs: logs, now: now))
+            channel.closeFuture.whenComplete { _ in registry.remove(slot) }
+            try pipeline.addHandler(ConnectionGuard(slot: slot, registry: registry, policy: policy, peer: peer, logs: logs, now: now))
             // The buffer limit cuts off a line that never ends; `RequestHandler` checks each complete
             // line too (a whole over-long line can arrive in one read).
             try pipeline.addHandler(ByteToMessageHandler(LineBasedFrameDecoder(), maximumBufferSize: maxLine + 1))
-            try pipeline.addHandler(RequestHandler(id: id, peer: peer, dispatcher: dispatcher, registry: registry, logger: logger))
+            try pipeline.addHandler(RequestHandler(slot: slot, peer: peer, dispatcher: dispatcher, registry: registry, logger: logger))
             return .served
         }
     }
@@ -184,21 +184,41 @@ final class SocketServer: Service, Sendable, CustomStringConvertible {
 /// The open connections: whether each is in the middle of a request (so shutdown can close the
 /// idle ones at once and wait only for the busy ones) and what its `ConnectionGuard` last said
 /// it was doing (so a newcomer at `max_connections` can replace the connection idle longest).
-/// Channels are only ever closed outside the lock: a close can run its callbacks (which come
+/// Each connection keeps its own state behind its own lock (`Slot`), so the per-request updates
+/// of two event loops never meet on one lock; the registry's lock guards the set of slots. Lock
+/// order: registry, then slot; a slot's methods never take the registry's lock.
+/// Channels are only ever closed outside the locks: a close can run its callbacks (which come
 /// back here) at once.
 final class ConnectionRegistry: Sendable {
-    private struct Entry {
-        var channel: any Channel
-        /// The request handler has taken a request and not yet written its reply.
-        var busy = false
-        var activity: ConnectionActivity
-        /// Chosen to make room; its close is on the way and it no longer counts.
-        var evicted = false
+    /// One connection's place: what it is doing, whether it was chosen to make room, and whether
+    /// shutdown has begun (copied here so a request does not need the registry's lock).
+    final class Slot: Sendable, Hashable {
+        fileprivate struct State {
+            /// The request handler has taken a request and not yet written its reply.
+            var busy = false
+            var activity: ConnectionActivity
+            /// Chosen to make room; its close is on the way and it no longer counts.
+            var evicted = false
+            var shuttingDown = false
+        }
+
+        let id: Int
+        let channel: any Channel
+        fileprivate let state: NIOLockedValueBox<State>
+
+        fileprivate init(id: Int, channel: any Channel, activity: ConnectionActivity) {
+            self.id = id
+            self.channel = channel
+            self.state = NIOLockedValueBox(State(activity: activity))
+        }
+
+        static func == (a: Slot, b: Slot) -> Bool { a === b }
+        func hash(into hasher: inout Hasher) { hasher.combine(id) }
     }
 
     private struct State {
         var nextID = 0
-        var entries: [Int: Entry] = [:]
+        var slots: [Int: Slot] = [:]
         var evicted = 0
         var shuttingDown = false
         /// Requests handed to the dispatcher whose reply has not come back, whether or not
@@ -207,8 +227,8 @@ final class ConnectionRegistry: Sendable {
     }
 
     enum Admission {
-        /// Served under `id`; `evicted` (already marked) must be closed by the caller.
-        case admitted(id: Int, evicted: (channel: any Channel, activity: ConnectionActivity)?)
+        /// Served in `slot`; `evicted` (already marked) must be closed by the caller.
+        case admitted(slot: Slot, evicted: (channel: any Channel, activity: ConnectionActivity)?)
         /// At the limit and every connection busy.
         case full
         case shuttingDown
@@ -217,54 +237,60 @@ final class ConnectionRegistry: Sendable {
     private let state = NIOLockedValueBox(State())
 
     /// Connections not yet closed (evicted ones included until their close completes).
-    var count: Int { state.withLockedValue { $0.entries.count } }
+    var count: Int { state.withLockedValue { $0.slots.count } }
 
     /// Takes a place for a new connection, choosing one to evict when `limit` are open.
     func admit(_ channel: any Channel, limit: Int, now: NIODeadline) -> Admission {
         state.withLockedValue { state in
             guard !state.shuttingDown else { return .shuttingDown }
             var evicted: (channel: any Channel, activity: ConnectionActivity)?
-            if state.entries.count - state.evicted >= limit {
-                let candidates = state.entries.lazy.filter { !$0.value.evicted }.map { (id: $0.key, activity: $0.value.activity) }
-                guard let victim = Eviction.victim(among: candidates), let entry = state.entries[victim] else { return .full }
-                state.entries[victim]?.evicted = true
+            if state.slots.count - state.evicted >= limit {
+                let candidates = state.slots.values.compactMap { slot in
+                    slot.state.withLockedValue { $0.evicted ? nil : (id: slot.id, activity: $0.activity) }
+                }
+                guard let victim = Eviction.victim(among: candidates), let slot = state.slots[victim] else { return .full }
+                let activity = slot.state.withLockedValue { slotState in
+                    slotState.evicted = true
+                    return slotState.activity
+                }
                 state.evicted += 1
-                evicted = (entry.channel, entry.activity)
+                evicted = (slot.channel, activity)
             }
             state.nextID += 1
-            state.entries[state.nextID] = Entry(channel: channel, activity: .idle(since: now))
-            return .admitted(id: state.nextID, evicted: evicted)
+            let slot = Slot(id: state.nextID, channel: channel, activity: .idle(since: now))
+            state.slots[slot.id] = slot
+            return .admitted(slot: slot, evicted: evicted)
         }
     }
 
-    func remove(_ id: Int) {
+    func remove(_ slot: Slot) {
         state.withLockedValue { state in
-            if let entry = state.entries.removeValue(forKey: id), entry.evicted { state.evicted -= 1 }
+            guard state.slots.removeValue(forKey: slot.id) != nil else { return }
+            if slot.state.withLockedValue({ $0.evicted }) { state.evicted -= 1 }
         }
     }
 
-    /// Records what the connection is doing; false when it was evicted (or is gone): then it
-    /// must not serve anything more.
-    func update(_ id: Int, activity: ConnectionActivity) -> Bool {
-        state.withLockedValue { state in
-            // One hash lookup, and no copy of the entry (its channel would be retained): this
-            // runs twice per request.
-            guard let index = state.entries.index(forKey: id), !state.entries.values[index].evicted else { return false }
-            state.entries.values[index].activity = activity
+    /// Records what the connection is doing; false when it was evicted: then it must not serve
+    /// anything more. Runs twice per request, on the connection's own lock only.
+    func update(_ slot: Slot, activity: ConnectionActivity) -> Bool {
+        slot.state.withLockedValue { state in
+            guard !state.evicted else { return false }
+            state.activity = activity
             return true
         }
     }
 
     /// What the connection last said it was doing (nil: gone or evicted).
-    func activity(of id: Int) -> ConnectionActivity? {
-        state.withLockedValue { state in state.entries[id].flatMap { $0.evicted ? nil : $0.activity } }
+    func activity(of slot: Slot) -> ConnectionActivity? {
+        guard state.withLockedValue({ $0.slots[slot.id] != nil }) else { return nil }
+        return slot.state.withLockedValue { $0.evicted ? nil : $0.activity }
     }
 
     /// False when shutdown has begun: the connection should stop instead of taking a request.
-    func markBusy(_ id: Int) -> Bool {
-        state.withLockedValue { state in
+    func markBusy(_ slot: Slot) -> Bool {
+        slot.state.withLockedValue { state in
             guard !state.shuttingDown else { return false }
-            state.entries[id]?.busy = true
+            state.busy = true
             return true
         }
     }
@@ -275,23 +301,29 @@ final class ConnectionRegistry: Sendable {
 
     /// False when shutdown has begun: the reply is out, the connection should end now.
     @discardableResult
-    func markIdle(_ id: Int) -> Bool {
-        state.withLockedValue { state in
-            state.entries[id]?.busy = false
+    func markIdle(_ slot: Slot) -> Bool {
+        slot.state.withLockedValue { state in
+            state.busy = false
             return !state.shuttingDown
         }
     }
 
     /// Closes every connection still open (after the drain timeout).
     func closeAll() {
-        let open: [any Channel] = state.withLockedValue { state in state.entries.values.map(\.channel) }
+        let open: [any Channel] = state.withLockedValue { state in state.slots.values.map(\.channel) }
         for channel in open { channel.close(promise: nil) }
     }
 
+    /// From here on no connection takes a new request; the idle ones are closed now.
     func beginShutdown() {
         let idle: [any Channel] = state.withLockedValue { state in
             state.shuttingDown = true
-            return state.entries.values.filter { !$0.busy }.map(\.channel)
+            return state.slots.values.compactMap { slot in
+                slot.state.withLockedValue { slotState in
+                    slotState.shuttingDown = true
+                    return slotState.busy ? nil : slot.channel
+                }
+            }
         }
         for channel in idle { channel.close(promise: nil) }
     }

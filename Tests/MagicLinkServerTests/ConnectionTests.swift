@@ -147,7 +147,7 @@ final class ConnectionTests: XCTestCase {
         let channel: EmbeddedChannel
         let loop: EmbeddedEventLoop
         let registry: ConnectionRegistry
-        let id: Int
+        let id: ConnectionRegistry.Slot
 
         /// Bytes arrive; then, as with autoRead, the server asks for more (the embedded channel
         /// ends every write with channelReadComplete).
@@ -184,7 +184,7 @@ final class ConnectionTests: XCTestCase {
         policy.requestTimeout = .seconds(requestTimeout)
         policy.idleTimeout = .seconds(idleTimeout)
         try channel.pipeline.syncOperations.addHandler(ConnectionGuard(
-            id: id, registry: registry, policy: policy, peer: PeerCredentials(pid: 1, uid: 33, gid: 33),
+            slot: id, registry: registry, policy: policy, peer: PeerCredentials(pid: 1, uid: 33, gid: 33),
             logs: ConnectionLogs(logger: Logger(label: "test")), now: loop.now))
         try channel.connect(to: SocketAddress(unixDomainSocketPath: "/tmp/x.sock")).wait()
         channel.read()  // as the server does once the connection is active
