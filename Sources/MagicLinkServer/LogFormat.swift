@@ -91,6 +91,17 @@ public struct DaemonLogHandler: LogHandler {
         func needsEscape(_ s: Unicode.Scalar) -> Bool {
             s.value < 0x20 || s.value == 0x5C || (0x7F..<0xA0).contains(s.value) || s.value == 0x2028 || s.value == 0x2029
         }
+        // Most values are short printable ASCII: one pass over the bytes settles them.
+        var length = 0
+        var plain = true
+        for byte in text.utf8 {
+            length += 1
+            if byte < 0x20 || byte >= 0x7F || byte == 0x5C {
+                plain = false
+                break
+            }
+        }
+        if plain && length <= limit { return text }
         let scalars = text.unicodeScalars
         if scalars.count <= limit && !scalars.contains(where: needsEscape) { return text }
         var out = String.UnicodeScalarView()
@@ -114,9 +125,19 @@ public struct DaemonLogHandler: LogHandler {
     }
 
     /// A metadata value, in double quotes when it would otherwise be ambiguous (`"` inside is `\"`).
+    /// Works on bytes, not characters: a space or quote followed by a combining mark is one
+    /// `Character` that equals neither, yet its byte still ends a field for a reader of the log.
     static func quoted(_ value: String) -> String {
-        guard value.isEmpty || value.contains(where: { $0 == " " || $0 == "\"" || $0 == "=" || $0 == "\\" }) else { return value }
-        return "\"" + value.replacingOccurrences(of: "\"", with: "\\\"") + "\""
+        func special(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x22 || byte == 0x3D || byte == 0x5C }
+        guard value.isEmpty || value.utf8.contains(where: special) else { return value }
+        var bytes: [UInt8] = [0x22]
+        bytes.reserveCapacity(value.utf8.count + 8)
+        for byte in value.utf8 {
+            if byte == 0x22 { bytes.append(0x5C) }
+            bytes.append(byte)
+        }
+        bytes.append(0x22)
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     static func timestamp() -> String {
@@ -132,17 +153,4 @@ public struct DaemonLogHandler: LogHandler {
 /// `text` with control characters and backslashes escaped as in the log (for terminal output).
 public func escapingControlCharacters(_ text: String) -> String {
     DaemonLogHandler.escaped(text, limit: Int.max)
-}
-
-extension String {
-    fileprivate func replacingOccurrences(of target: String, with replacement: String) -> String {
-        var result = ""
-        var rest = Substring(self)
-        while let range = rest.range(of: target) {
-            result += rest[..<range.lowerBound]
-            result += replacement
-            rest = rest[range.upperBound...]
-        }
-        return result + rest
-    }
 }

@@ -83,6 +83,10 @@ final class LifecycleTests: XCTestCase {
         XCTAssertEqual(DaemonLogHandler.escaped(String(repeating: "é", count: 600)),
                        String(repeating: "é", count: 512) + "…(truncated)")
         XCTAssertEqual(DaemonLogHandler.escaped("abc", limit: 2), "ab…(truncated)")
+        XCTAssertEqual(DaemonLogHandler.escaped("abc", limit: 3), "abc")
+        XCTAssertEqual(DaemonLogHandler.escaped(String(repeating: "a", count: 600)), String(repeating: "a", count: 512) + "…(truncated)")
+        XCTAssertEqual(DaemonLogHandler.escaped("~ !\u{7f}"), "~ !\\u{7f}")
+        XCTAssertEqual(DaemonLogHandler.escaped("tab\there"), "tab\\there")
     }
 
     func testQuotingIsUnambiguous() {
@@ -91,6 +95,10 @@ final class LifecycleTests: XCTestCase {
         XCTAssertEqual(DaemonLogHandler.quoted("two words"), "\"two words\"")
         XCTAssertEqual(DaemonLogHandler.quoted("k=v"), "\"k=v\"")
         XCTAssertEqual(DaemonLogHandler.quoted("say \"hi\""), "\"say \\\"hi\\\"\"")
+        // Bytes decide, not characters: a space or quote carrying a combining mark still counts.
+        XCTAssertEqual(DaemonLogHandler.quoted("a \u{301}b"), "\"a \u{301}b\"")
+        XCTAssertEqual(DaemonLogHandler.quoted("x\"\u{301}"), "\"x\\\"\u{301}\"")
+        XCTAssertEqual(DaemonLogHandler.quoted("=\u{301}"), "\"=\u{301}\"")
         // An escaped value (it holds backslashes) is always quoted.
         XCTAssertEqual(DaemonLogHandler.quoted(DaemonLogHandler.escaped("a\nb")), "\"a\\nb\"")
     }
