@@ -5,8 +5,13 @@
 
 Records: load generator results (they have "scenario"; "label" holds N for session/get), and
 {"kind": "rss" | "ready" | "config", ...} written by Benchmarks/run.
+
+A figure measured in several rounds (records with "round") is reported as the median of its
+rounds, with every round kept under "rounds"; its ratio to Redis is the median of the ratios of
+the rounds, each against the Redis figure measured right after it.
 """
 import json
+import statistics
 import os
 import platform
 import subprocess
@@ -53,9 +58,34 @@ def human_n(n):
     return f"{n // 1_000_000}M" if n >= 1_000_000 and n % 1_000_000 == 0 else (f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n))
 
 
+def aggregate(loads):
+    """One row per figure, in the order first measured; rounds folded into their medians."""
+    groups = {}
+    for r in loads:
+        key = (r["target"], r["scenario"], r["conns"], n_of(r), r.get("variant"))
+        groups.setdefault(key, []).append(r)
+    rows = []
+    for runs in groups.values():
+        if len(runs) == 1:
+            rows.append(dict(runs[0]))
+            continue
+        row = dict(runs[0])
+        for field in ("ops_per_s", "mean_us", "p50_us", "p99_us", "p999_us"):
+            row[field] = round(statistics.median(r[field] for r in runs), 1)
+        row["ops_per_s"] = round(row["ops_per_s"])
+        row["max_us"] = max(r["max_us"] for r in runs)
+        for field in ("requests", "errors"):
+            row[field] = sum(r[field] for r in runs)
+        row["exhausted"] = any(r.get("exhausted") for r in runs)
+        row["rounds"] = [{"round": r.get("round"), "ops_per_s": r["ops_per_s"], "p99_us": r["p99_us"]} for r in runs]
+        row.pop("round", None)
+        rows.append(row)
+    return rows
+
+
 def main(path, outdir):
     records = [json.loads(line) for line in open(path) if line.strip()]
-    loads = [r for r in records if "scenario" in r]
+    loads = aggregate([r for r in records if "scenario" in r])
     rss = [r for r in records if r.get("kind") == "rss"]
     ready = next((r for r in records if r.get("kind") == "ready"), None)
     config = next((r for r in records if r.get("kind") == "config"), {})
@@ -79,6 +109,12 @@ def main(path, outdir):
             row["redis_ops_per_s"] = ref["ops_per_s"]
             row["redis_p99_us"] = ref["p99_us"]
             row["ratio_to_redis"] = round(r["ops_per_s"] / ref["ops_per_s"], 3) if ref["ops_per_s"] else None
+            # Rounds pair up by number: each daemon figure against the Redis one measured next.
+            theirs = {x["round"]: x["ops_per_s"] for x in ref.get("rounds", [])}
+            ratios = [x["ops_per_s"] / theirs[x["round"]] for x in r.get("rounds", []) if theirs.get(x["round"])]
+            if ratios:
+                row["ratio_to_redis"] = round(statistics.median(ratios), 3)
+                row["ratio_rounds"] = [round(x, 3) for x in ratios]
         rows.append(row)
 
     # Targets of issue 7, on the daemon as shipped (records without a variant).
@@ -153,18 +189,20 @@ def main(path, outdir):
               f"{m['swift']}, {m['redis'].split(' sha=')[0]}, SQLite {m['sqlite']}. "
               f"Closed loop, one request in flight per connection; {config.get('duration_s', '?')} s per "
               f"figure after {config.get('warmup_s', '?')} s warm-up; load generator, daemon and Redis share the "
-              f"{m['nproc']} cores.")
+              f"{m['nproc']} cores. Figures compared with Redis are the median of {config.get('rounds', 1)} rounds, "
+              f"daemon and Redis alternating; × Redis is the median of the rounds' ratios (all rounds in latest.json).")
     md.append("")
-    md.append("| op | N | c | ops/s | p50 µs | p99 µs | p99.9 µs | errors | Redis (same c) ops/s | × Redis |")
-    md.append("|---|---|---|---:|---:|---:|---:|---:|---|---:|")
+    md.append("| op | N | c | ops/s | p50 µs | p99 µs | p99.9 µs | errors | Redis (same c) ops/s | × Redis | × Redis by round |")
+    md.append("|---|---|---|---:|---:|---:|---:|---:|---|---:|---|")
     for r in rows:
         ref = f"{r['redis_scenario'].upper()} {r['redis_ops_per_s']:,}" if "redis_ops_per_s" in r else "–"
         ratio = f"{r['ratio_to_redis']:.2f}" if r.get("ratio_to_redis") is not None else "–"
         n = human_n(n_of(r)) if r["scenario"] == "session" else "–"
         op = r["scenario"] + (f" ({r['variant']})" if r.get("variant") else "")
         err = str(r["errors"]) + (" (tokens ran out)" if r.get("exhausted") else "")
+        by_round = " ".join(f"{x:.2f}" for x in r.get("ratio_rounds", [])) or "–"
         md.append(f"| {op} | {n} | {r['conns']} | {r['ops_per_s']:,} | {r['p50_us']:.0f} | {r['p99_us']:.0f} | "
-                  f"{r['p999_us']:.0f} | {err} | {ref} | {ratio} |")
+                  f"{r['p999_us']:.0f} | {err} | {ref} | {ratio} | {by_round} |")
     md.append("")
     md.append("Redis alone, same client:")
     md.append("")
