@@ -8,6 +8,9 @@ import Glibc
 /// 110,000 relative relocations (DT_RELR): the loader reads 40 KB of them instead of 2.6 MB,
 /// which is 2 MiB less resident memory for the daemon's whole life. A binary linked so loads
 /// only with glibc 2.36 or later, so this happens only where the build's own glibc is that new.
+/// The executable also stops exporting its 27,000 symbols (SwiftPM exports them so that tests
+/// can link an executable; ours link the libraries instead): every symbol the shared libraries
+/// look up at load time used to be searched in that table first (another 1-2 MiB resident).
 let releaseLinkerFlags: [String] = {
     #if canImport(Glibc)
     // "glibc 2.36"
@@ -16,7 +19,7 @@ let releaseLinkerFlags: [String] = {
     let version = String(cString: buffer).split(separator: " ").last ?? ""
     let parts = version.split(separator: ".").compactMap { Int($0) }
     guard parts.count >= 2, parts[0] > 2 || (parts[0] == 2 && parts[1] >= 36) else { return [] }
-    return ["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"]
+    return ["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs", "-Xlinker", "--no-export-dynamic"]
     #else
     return []
     #endif
