@@ -4,28 +4,34 @@ import PackageDescription
 import Glibc
 #endif
 
-/// Release builds of the daemon link with lld (shipped with the Swift toolchain) and pack its
-/// 110,000 relative relocations (DT_RELR): the loader reads 40 KB of them instead of 2.6 MB,
-/// which is 2 MiB less resident memory for the daemon's whole life. A binary linked so loads
-/// only with glibc 2.36 or later, so this happens only where the build's own glibc is that new.
-/// The functions that start-up and requests run go first, next to each other, in the order of
-/// scripts/symbol-order.txt (made by scripts/symbol-order): start-up then faults in a few MiB
-/// of code instead of pieces of all 23 MiB (4 MiB less resident).
-/// The executable also stops exporting its 27,000 symbols (SwiftPM exports them so that tests
-/// can link an executable; ours link the libraries instead): every symbol the shared libraries
-/// look up at load time used to be searched in that table first (another 1-2 MiB resident).
+/// Release builds of the daemon, on Linux, link with lld (shipped with the Swift toolchain):
+/// - The functions that start-up and requests run go first, next to each other, in the order of
+///   scripts/symbol-order.txt (made by scripts/symbol-order): start-up faults in 7 MiB of code
+///   instead of pieces of all 23 MiB (4 MiB less resident).
+/// - The executable stops exporting its 27,000 symbols (SwiftPM exports them so that tests can
+///   link an executable; ours link the libraries): every symbol the shared libraries look up at
+///   load time was searched in that table first (1-2 MiB resident).
+/// - Where the build's own glibc is 2.36 or newer, its 110,000 relative relocations are packed
+///   (DT_RELR): the loader reads 40 KB of them instead of 2.6 MB (2 MiB resident). Such a binary
+///   does not load with an older glibc: build elsewhere, or set MAGICLINKD_PLAIN_LINK=1.
+/// Without lld on the PATH, or with MAGICLINKD_PLAIN_LINK set, the link is SwiftPM's default.
 let releaseLinkerFlags: [String] = {
     #if canImport(Glibc)
-    // "glibc 2.36"
-    var buffer = [CChar](repeating: 0, count: 64)
-    guard confstr(Int32(_CS_GNU_LIBC_VERSION), &buffer, buffer.count) > 0 else { return [] }
-    let version = String(cString: buffer).split(separator: " ").last ?? ""
-    let parts = version.split(separator: ".").compactMap { Int($0) }
-    guard parts.count >= 2, parts[0] > 2 || (parts[0] == 2 && parts[1] >= 36) else { return [] }
-    var flags = ["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs", "-Xlinker", "--no-export-dynamic"]
+    guard Context.environment["MAGICLINKD_PLAIN_LINK"] == nil else { return [] }
+    let path = Context.environment["PATH"] ?? ""
+    guard path.split(separator: ":").contains(where: { access("\($0)/ld.lld", X_OK) == 0 }) else { return [] }
+    var flags = ["-use-ld=lld", "-Xlinker", "--no-export-dynamic"]
     let order = Context.packageDirectory + "/scripts/symbol-order.txt"
     if access(order, R_OK) == 0 {
         flags += ["-Xlinker", "--symbol-ordering-file=" + order, "-Xlinker", "--no-warn-symbol-ordering"]
+    }
+    // "glibc 2.36"
+    var buffer = [CChar](repeating: 0, count: 64)
+    if confstr(Int32(_CS_GNU_LIBC_VERSION), &buffer, buffer.count) > 0 {
+        let parts = (String(cString: buffer).split(separator: " ").last ?? "").split(separator: ".").compactMap { Int($0) }
+        if parts.count >= 2, parts[0] > 2 || (parts[0] == 2 && parts[1] >= 36) {
+            flags += ["-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"]
+        }
     }
     return flags
     #else

@@ -245,16 +245,27 @@ final class ConnectionRegistry: Sendable {
             guard !state.shuttingDown else { return .shuttingDown }
             var evicted: (channel: any Channel, activity: ConnectionActivity)?
             if state.slots.count - state.evicted >= limit {
-                let candidates = state.slots.values.compactMap { slot in
-                    slot.state.withLockedValue { $0.evicted ? nil : (id: slot.id, activity: $0.activity) }
+                // The slots' activities are read one lock at a time, so the chosen one may have
+                // taken a request meanwhile (on another event loop): it is marked only if it is
+                // still doing what it was chosen for, else the choice is made again.
+                var chosen: (slot: Slot, activity: ConnectionActivity)?
+                for _ in 0..<4 where chosen == nil {
+                    let candidates = state.slots.values.compactMap { slot in
+                        slot.state.withLockedValue { $0.evicted ? nil : (id: slot.id, activity: $0.activity) }
+                    }
+                    guard let victim = Eviction.victim(among: candidates), let slot = state.slots[victim],
+                          let seen = candidates.first(where: { $0.id == victim })?.activity else { return .full }
+                    let marked = slot.state.withLockedValue { slotState in
+                        guard !slotState.evicted, slotState.activity == seen else { return false }
+                        slotState.evicted = true
+                        return true
+                    }
+                    if marked { chosen = (slot, seen) }
                 }
-                guard let victim = Eviction.victim(among: candidates), let slot = state.slots[victim] else { return .full }
-                let activity = slot.state.withLockedValue { slotState in
-                    slotState.evicted = true
-                    return slotState.activity
-                }
+                // Still changing under us after four tries: every connection is busy enough.
+                guard let chosen else { return .full }
                 state.evicted += 1
-                evicted = (slot.channel, activity)
+                evicted = (chosen.slot.channel, chosen.activity)
             }
             state.nextID += 1
             let slot = Slot(id: state.nextID, channel: channel, activity: .idle(since: now))
@@ -271,7 +282,8 @@ final class ConnectionRegistry: Sendable {
     }
 
     /// Records what the connection is doing; false when it was evicted: then it must not serve
-    /// anything more. Runs twice per request, on the connection's own lock only.
+    /// anything more. Runs twice per request, on the connection's own lock only. (After its
+    /// close has removed it, this still answers true; nothing is served on a closed channel.)
     func update(_ slot: Slot, activity: ConnectionActivity) -> Bool {
         slot.state.withLockedValue { state in
             guard !state.evicted else { return false }

@@ -51,14 +51,14 @@ final class AuthenticatorTests: XCTestCase {
         }
     }
 
-    /// Message ids are 32 hex digits that sort by creation time (the queue's index grows at
-    /// its end), and still differ within one second.
     func testUserIDsAreVersion4UUIDs() {
         XCTAssertEqual(Authenticator.uuid(Array(0..<16)), "00010203-0405-4607-8809-0a0b0c0d0e0f")
         XCTAssertEqual(Authenticator.uuid([UInt8](repeating: 0xFF, count: 16)), "ffffffff-ffff-4fff-bfff-ffffffffffff")
         XCTAssertEqual(Authenticator.uuid([UInt8](repeating: 0, count: 16)), "00000000-0000-4000-8000-000000000000")
     }
 
+    /// Message ids are 32 hex digits that sort by creation time (the queue's index grows at
+    /// its end), and still differ within one second.
     func testMessageIDsGrowWithTimeAndDiffer() throws {
         _ = try auth.start(StartRequest(email: "a@example.com"))
         _ = try auth.start(StartRequest(email: "b@example.com"))

@@ -97,6 +97,25 @@ final class ConnectionTests: XCTestCase {
         }
     }
 
+    func testShutdownClosesIdleConnectionsAndLetsBusyOnesFinish() throws {
+        let registry = ConnectionRegistry()
+        let t = NIODeadline.uptimeNanoseconds(0)
+        let channels = (0..<2).map { _ in EmbeddedChannel() }
+        for channel in channels { try channel.connect(to: SocketAddress(unixDomainSocketPath: "/tmp/x.sock")).wait() }
+        guard case .admitted(let busy, nil) = registry.admit(channels[0], limit: 10, now: t),
+              case .admitted(let idle, nil) = registry.admit(channels[1], limit: 10, now: t) else {
+            return XCTFail("both fit")
+        }
+        XCTAssertTrue(registry.markBusy(busy))
+        registry.beginShutdown()
+        XCTAssertTrue(channels[0].isActive, "the busy connection finishes its request")
+        XCTAssertFalse(channels[1].isActive, "the idle connection is closed at once")
+        XCTAssertFalse(registry.markIdle(busy), "its reply is out: it should end now")
+        XCTAssertFalse(registry.markBusy(busy), "no new request after shutdown began")
+        XCTAssertFalse(registry.markBusy(idle))
+        _ = try? channels[0].finish()
+    }
+
     // MARK: lines
 
     func testTheScannerCountsRequestsAsTheDecoderAndServerSeeThem() {
