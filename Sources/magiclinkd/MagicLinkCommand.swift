@@ -1,4 +1,5 @@
 import ArgumentParser
+import Dispatch
 import Logging
 import MagicLinkServer
 #if canImport(Glibc)
@@ -19,6 +20,19 @@ struct MagicLinkCommand: AsyncParsableCommand {
         version: "magiclinkd \(MagicLinkVersion.string)",
         subcommands: [Serve.self, CheckConfig.self, Status.self, Sessions.self, Revoke.self, DeadLetters.self, Retry.self, Purge.self, AddUser.self],
         defaultSubcommand: Serve.self)
+
+    /// A synchronous entry point that runs the command in a task and parks the main thread until
+    /// it is done. An async `main` hands the main thread to `dispatch_main`, which ends it with
+    /// `pthread_exit`: unwinding its stack reads about 1 MiB of the binary's unwind tables into
+    /// memory that then stays resident for the daemon's life. Nothing here runs on the main actor.
+    static func main() {
+        let done = DispatchSemaphore(value: 0)
+        Task.detached {
+            await Self.main(nil)  // exits the process itself on an error, with its status
+            done.signal()
+        }
+        done.wait()
+    }
 }
 
 struct ConfigOptions: ParsableArguments {
