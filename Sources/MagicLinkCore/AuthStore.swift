@@ -3,6 +3,9 @@
 /// serialized, which is what makes a token's consumption atomic.
 public protocol AuthStore: Sendable {
     func write<T>(_ body: (any AuthTransaction) throws -> T) throws -> T
+    /// `write` for callers on an event loop or in a task: it holds no thread while the
+    /// transaction waits for its commit, and runs `body` on one of the store's own.
+    func write<T: Sendable>(suspending body: @escaping @Sendable (any AuthTransaction) throws -> T) async throws -> T
     func read<T>(_ body: (any AuthReadTransaction) throws -> T) throws -> T
     /// A session the store holds in memory and can vouch for: its row and user as of the last
     /// commit to the database, by anyone. Never blocks and never does I/O (it runs on event
@@ -12,6 +15,11 @@ public protocol AuthStore: Sendable {
 }
 
 extension AuthStore {
+    /// For stores that never wait (in-memory ones): the blocking `write`, in place.
+    public func write<T: Sendable>(suspending body: @escaping @Sendable (any AuthTransaction) throws -> T) async throws -> T {
+        try write(body)
+    }
+
     public func cachedSession(hash: [UInt8], usable: (CachedSession) -> Bool) -> CachedSession? { nil }
 }
 

@@ -185,11 +185,52 @@ public final class Authenticator: Sendable {
         }
     }
 
+    /// `throttled` for suspending work.
+    private func throttled<T>(ip: String?, _ body: () async throws -> T) async throws -> T {
+        guard let ip else { return try await body() }
+        let key = try Self.rateKey(forIP: ip)
+        if let retry = failures.retryAfter(key) { throw AuthError.rateLimited(retryAfterSeconds: retry) }
+        do {
+            return try await body()
+        } catch let error as AuthError {
+            switch error {
+            case .invalidToken, .invalidCode, .invalidSession: failures.recordFailure(key)
+            default: break
+            }
+            throw error
+        }
+    }
+
+    /// An operation's transaction, with what it makes of the committed outcome: prepared once,
+    /// run by the blocking or the suspending entry point alike.
+    struct PreparedWrite<Committed: Sendable, Result> {
+        let transaction: @Sendable (any AuthTransaction) throws -> Committed
+        let finish: (Committed) throws -> Result
+    }
+
+    private func commit<Committed, Result>(_ prepared: PreparedWrite<Committed, Result>) throws -> Result {
+        try prepared.finish(try store.write(prepared.transaction))
+    }
+
+    private func commit<Committed, Result>(_ prepared: PreparedWrite<Committed, Result>) async throws -> Result {
+        try prepared.finish(try await store.write(suspending: prepared.transaction))
+    }
+
     // MARK: start
 
     /// Creates a login token and queues its mail in one transaction. The answer does not depend
     /// on whether the address is known.
     public func start(_ request: StartRequest) throws -> StartResult {
+        try commit(prepareStart(request))
+    }
+
+    /// `start` for callers that must not block (an event loop): the same work, suspending.
+    public func start(_ request: StartRequest) async throws -> StartResult {
+        try await commit(prepareStart(request))
+    }
+
+    /// Everything `start` does before and after its transaction, and the transaction itself.
+    private func prepareStart(_ request: StartRequest) throws -> PreparedWrite<Bool, StartResult> {
         let email: EmailAddress
         do {
             email = try EmailAddress(parsing: request.email)
@@ -222,7 +263,8 @@ public final class Authenticator: Sendable {
         var limits: [(key: String, limit: RateLimit)] = [(addressKey, policy.startPerAddress), (app + "global", policy.globalSendBudget)]
         if let ipKey { limits.append((app + "ip:" + ipKey, policy.startPerIP)) }
 
-        let mailed: Bool = try store.write { tx in
+        let policy = policy
+        return PreparedWrite(transaction: { [limits] tx in
             var retryAfter: Int64 = 0
             for (key, limit) in limits {
                 let window = try tx.rateWindow(key: key, since: now - limit.window + 1, maximum: limit.maximum, now: now)
@@ -255,8 +297,9 @@ public final class Authenticator: Sendable {
             if !allowed { try tx.withdrawMail(messageID: messageID) }
             for (key, _) in limits { try tx.recordRateEvent(key: key, at: now) }
             return allowed
-        }
-        return StartResult(expiresAt: expiresAt, flow: flow.text, maskedEmail: email.masked, messageID: messageID, mailed: mailed)
+        }, finish: { mailed in
+            StartResult(expiresAt: expiresAt, flow: flow.text, maskedEmail: email.masked, messageID: messageID, mailed: mailed)
+        })
     }
 
     /// 32 hex digits: the second, then 96 random bits. Ids that grow with time land at the end
@@ -275,10 +318,16 @@ public final class Authenticator: Sendable {
     /// asked for it never logs in silently (see `FlowBinding`); refusing leaves the token as it was.
     public func callback(token: String, flow: String? = nil, confirm: Bool = false,
                          ip: String? = nil, userAgent: String? = nil) throws -> LoginResult {
-        try throttled(ip: ip) { try callbackUnthrottled(token: token, flow: flow, confirm: confirm, ip: ip, userAgent: userAgent) }
+        try throttled(ip: ip) { try commit(prepareCallback(token: token, flow: flow, confirm: confirm, ip: ip, userAgent: userAgent)) }
     }
 
-    private func callbackUnthrottled(token: String, flow: String?, confirm: Bool, ip: String?, userAgent: String?) throws -> LoginResult {
+    /// `callback` for callers that must not block (an event loop): the same work, suspending.
+    public func callback(token: String, flow: String? = nil, confirm: Bool = false,
+                         ip: String? = nil, userAgent: String? = nil) async throws -> LoginResult {
+        try await throttled(ip: ip) { try await commit(prepareCallback(token: token, flow: flow, confirm: confirm, ip: ip, userAgent: userAgent)) }
+    }
+
+    private func prepareCallback(token: String, flow: String?, confirm: Bool, ip: String?, userAgent: String?) throws -> PreparedWrite<LoginResult, LoginResult> {
         guard Secret.isWellFormed(token) else { throw AuthError.invalidToken(.unknown) }
         let tokenHash = Secret.hash(of: token)
         let flowHash = flow.flatMap { Secret.isWellFormed($0) ? Secret.hash(of: $0) : nil }
@@ -286,7 +335,8 @@ public final class Authenticator: Sendable {
         let session = Secret.generate(using: random)
         let newUserID = Self.uuid(random.bytes(16))
 
-        return try store.write { tx in
+        let policy = policy
+        return PreparedWrite(transaction: { tx in
             guard let record = try tx.token(hash: tokenHash), record.appID == policy.appID else { throw AuthError.invalidToken(.unknown) }
             if let rejection = Self.rejection(of: record, at: now) { throw AuthError.invalidToken(rejection) }
             // A token from before flows existed has no flow: no browser can match it.
@@ -296,8 +346,8 @@ public final class Authenticator: Sendable {
                     throw AuthError.confirmationRequired(emailMasked: Self.masked(record.email), requestedAt: record.createdAt)
                 }
             }
-            return try openSession(tx, for: record, now: now, session: session, newUserID: newUserID, ip: ip, userAgent: userAgent)
-        }
+            return try self.openSession(tx, for: record, now: now, session: session, newUserID: newUserID, ip: ip, userAgent: userAgent)
+        }, finish: { $0 })
     }
 
     // MARK: code
@@ -309,10 +359,23 @@ public final class Authenticator: Sendable {
         guard Self.normalizedCode(code) != nil else {
             throw AuthError.invalidField(field: "params.code", reason: "must be the 6 digits from the mail")
         }
-        return try throttled(ip: ip) { try verifyCodeUnthrottled(flow: flow, code: code, ip: ip, userAgent: userAgent) }
+        return try throttled(ip: ip) { try commit(prepareVerifyCode(flow: flow, code: code, ip: ip, userAgent: userAgent)) }
     }
 
-    private func verifyCodeUnthrottled(flow: String, code: String, ip: String?, userAgent: String?) throws -> LoginResult {
+    /// `verifyCode` for callers that must not block (an event loop): the same work, suspending.
+    public func verifyCode(flow: String, code: String, ip: String? = nil, userAgent: String? = nil) async throws -> LoginResult {
+        if let ip { _ = try Self.rateKey(forIP: ip) }
+        guard Self.normalizedCode(code) != nil else {
+            throw AuthError.invalidField(field: "params.code", reason: "must be the 6 digits from the mail")
+        }
+        return try await throttled(ip: ip) { try await commit(prepareVerifyCode(flow: flow, code: code, ip: ip, userAgent: userAgent)) }
+    }
+
+    /// What a code check's transaction decided; a wrong code is counted in a committed
+    /// transaction, so its error is thrown after it.
+    enum CodeOutcome: Sendable { case login(LoginResult), wrong(attemptsLeft: Int) }
+
+    private func prepareVerifyCode(flow: String, code: String, ip: String?, userAgent: String?) throws -> PreparedWrite<CodeOutcome, LoginResult> {
         guard let digits = Self.normalizedCode(code) else {
             throw AuthError.invalidField(field: "params.code", reason: "must be the 6 digits from the mail")
         }
@@ -323,9 +386,8 @@ public final class Authenticator: Sendable {
         let session = Secret.generate(using: random)
         let newUserID = Self.uuid(random.bytes(16))
 
-        enum Outcome { case login(LoginResult), wrong(attemptsLeft: Int) }
-        // A wrong code is counted in a committed transaction, so the error is thrown after it.
-        let outcome: Outcome = try store.write { tx in
+        let policy = policy
+        return PreparedWrite(transaction: { tx -> CodeOutcome in
             guard let record = try tx.token(flowHash: flowHash), record.appID == policy.appID else { throw AuthError.invalidToken(.unknown) }
             if let rejection = Self.rejection(of: record, at: now) { throw AuthError.invalidToken(rejection) }
             guard let expected = record.codeHash, record.codeFailures < AuthPolicy.codeAttempts else {
@@ -335,12 +397,13 @@ public final class Authenticator: Sendable {
                 let failures = try tx.recordCodeFailure(hash: record.hash)
                 return .wrong(attemptsLeft: max(0, AuthPolicy.codeAttempts - failures))
             }
-            return .login(try openSession(tx, for: record, now: now, session: session, newUserID: newUserID, ip: ip, userAgent: userAgent))
-        }
-        switch outcome {
-        case .login(let result): return result
-        case .wrong(let left): throw AuthError.invalidCode(attemptsLeft: left)
-        }
+            return .login(try self.openSession(tx, for: record, now: now, session: session, newUserID: newUserID, ip: ip, userAgent: userAgent))
+        }, finish: { outcome in
+            switch outcome {
+            case .login(let result): return result
+            case .wrong(let left): throw AuthError.invalidCode(attemptsLeft: left)
+            }
+        })
     }
 
     // MARK: peek

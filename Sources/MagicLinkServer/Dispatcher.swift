@@ -181,7 +181,7 @@ final class Dispatcher: Sendable {
                                      userAgent: try params.optionalString("user_agent"),
                                      locale: locale, send: send)
             do {
-                let result = try await blocking { try authenticator.start(start) }
+                let result = try await authenticator.start(start)
                 // Woken either way: a refused signup must not be quicker to answer.
                 mailWakeup.signal()
                 if result.mailed {
@@ -206,7 +206,7 @@ final class Dispatcher: Sendable {
             let ip = try params.optionalString("ip")
             let userAgent = try params.optionalString("user_agent")
             return try await login(via: "link") {
-                try authenticator.callback(token: token, flow: flow, confirm: confirm, ip: ip, userAgent: userAgent)
+                try await authenticator.callback(token: token, flow: flow, confirm: confirm, ip: ip, userAgent: userAgent)
             }
 
         case "verify_code":
@@ -215,7 +215,7 @@ final class Dispatcher: Sendable {
             let ip = try params.optionalString("ip")
             let userAgent = try params.optionalString("user_agent")
             return try await login(via: "code") {
-                try authenticator.verifyCode(flow: flow, code: code, ip: ip, userAgent: userAgent)
+                try await authenticator.verifyCode(flow: flow, code: code, ip: ip, userAgent: userAgent)
             }
 
         case "peek":
@@ -251,9 +251,9 @@ final class Dispatcher: Sendable {
     }
 
     /// A login by link or code: the session for the reply, a log line either way (never a secret).
-    private func login(via method: String, _ work: @escaping @Sendable () throws -> LoginResult) async throws -> JSONObject {
+    private func login(via method: String, _ work: () async throws -> LoginResult) async throws -> JSONObject {
         do {
-            let login = try await blocking(work)
+            let login = try await work()
             logger.info("login succeeded", metadata: [
                 "event": "login", "via": "\(method)", "user_id": "\(login.user.id)", "new_user": "\(login.createdUser)",
                 "session": "\(Secret.logHandle(of: login.session))",

@@ -1,4 +1,5 @@
 import CSQLite
+import Dispatch
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -9,9 +10,12 @@ import Glibc
 /// caller keeps the durability of a transaction of its own; a caller whose work throws has only
 /// its savepoint rolled back, exactly as its own transaction would have been.
 ///
-/// Leader/follower, without a thread of its own: the caller that finds nobody committing takes
-/// everything queued (itself included), runs it and wakes the others; a caller whose work was in
-/// that batch returns, the first one left becomes the next leader.
+/// Leader/follower, without a thread of its own: the blocking caller that finds nobody
+/// committing takes everything queued (itself included), runs it and wakes the others; a caller
+/// whose work was in that batch returns, the first one left becomes the next leader.
+/// Suspending callers (`perform(_:) async`) hold no thread while they wait, so a batch can carry
+/// as many of them as there are requests in flight; when only they are queued, a drain on
+/// `drainQueue` leads.
 final class GroupCommit: @unchecked Sendable {
     /// One caller's transaction body; it keeps its own result, the batch records a failure.
     private final class Pending {
@@ -19,13 +23,23 @@ final class GroupCommit: @unchecked Sendable {
         var work: ((Connection) throws -> Void)?
         var failure: (any Error)?
         var done = false
-        init(_ work: @escaping (Connection) throws -> Void) { self.work = work }
+        /// Set for a suspending caller: called once its batch is over, outside the monitor.
+        let completion: (((any Error)?) -> Void)?
+        init(_ work: @escaping (Connection) throws -> Void, completion: (((any Error)?) -> Void)? = nil) {
+            self.work = work
+            self.completion = completion
+        }
 
         func runWork(_ connection: Connection) throws {
             guard let work else { return }
             self.work = nil
             try work(connection)
         }
+    }
+
+    /// Carries a suspending caller's result from the batch to its continuation.
+    private final class ResultBox<T>: @unchecked Sendable {
+        var value: T?
     }
 
     private let connection: Connection
@@ -36,6 +50,12 @@ final class GroupCommit: @unchecked Sendable {
     private let monitor = Monitor()
     private var queue: [Pending] = []
     private var leading = false
+    /// Blocking callers in `queue`: one of them leads next, else a drain must.
+    private var queuedBlocking = 0
+    private var drainScheduled = false
+    /// Where a batch of suspending callers only runs: never an event loop, never the
+    /// cooperative pool (SQLite blocks).
+    private let drainQueue = DispatchQueue(label: "magiclinkd.group-commit")
     /// Runs after each batch, still holding the connection (the session cache's reconciliation).
     var afterBatch: (() -> Void)?
 
@@ -60,7 +80,7 @@ final class GroupCommit: @unchecked Sendable {
         return queue.count
     }
 
-    /// Runs `body` as (part of) a write transaction; returns after its COMMIT.
+    /// Runs `body` as (part of) a write transaction; returns after its COMMIT. Blocks the thread.
     func perform<T>(_ body: (Connection) throws -> T) throws -> T {
         var result: T?
         let pending: Pending = withoutActuallyEscaping(body) { body in
@@ -75,32 +95,94 @@ final class GroupCommit: @unchecked Sendable {
         return result
     }
 
+    /// Runs `body` as (part of) a write transaction; returns after its COMMIT. Suspends instead
+    /// of blocking, so it may be called from an event loop: `body` runs on the leader's thread.
+    func perform<T: Sendable>(_ body: @escaping @Sendable (Connection) throws -> T) async throws -> T {
+        try await withUnsafeThrowingContinuation { continuation in
+            let box = ResultBox<T>()
+            let pending = Pending({ connection in box.value = try body(connection) }, completion: { failure in
+                if let failure {
+                    continuation.resume(throwing: failure)
+                } else if let value = box.value {
+                    continuation.resume(returning: value)
+                } else {
+                    preconditionFailure("a batch finished without running its work")
+                }
+            })
+            monitor.lock()
+            queue.append(pending)
+            let drain = scheduleDrainIfNeeded()
+            monitor.unlock()
+            if drain { drainQueue.async { self.drain() } }
+        }
+    }
+
     private func wait(for pending: Pending) {
         monitor.lock()
         queue.append(pending)
+        queuedBlocking += 1
         while !pending.done {
             if leading {
                 monitor.wait()
                 continue
             }
-            leading = true
-            let batch = Array(queue.prefix(maximumBatch))
-            queue.removeFirst(batch.count)
+            let finished = leadOneBatch()
+            let drain = scheduleDrainIfNeeded()
             monitor.unlock()
-            connectionLock.withLock {
-                run(batch)
-                afterBatch?()
-            }
+            complete(finished)
+            if drain { drainQueue.async { self.drain() } }
             monitor.lock()
-            for item in batch {
-                item.work = nil  // not run when BEGIN failed
-                item.done = true
-            }
-            sizes[batch.count, default: 0] += 1
-            leading = false
-            monitor.broadcast()
         }
         monitor.unlock()
+    }
+
+    /// Leads batches while only suspending callers are left to lead them.
+    private func drain() {
+        monitor.lock()
+        drainScheduled = false
+        while !leading, !queue.isEmpty, queuedBlocking == 0 {
+            let finished = leadOneBatch()
+            monitor.unlock()
+            complete(finished)
+            monitor.lock()
+        }
+        monitor.unlock()
+    }
+
+    /// Called with the monitor held: true when the queue has work that no blocking caller will
+    /// lead and no drain is on its way (the caller then schedules one, after unlocking).
+    private func scheduleDrainIfNeeded() -> Bool {
+        guard !leading, !drainScheduled, !queue.isEmpty, queuedBlocking == 0 else { return false }
+        drainScheduled = true
+        return true
+    }
+
+    /// Called with the monitor held, which it releases while the batch runs; returns the
+    /// suspending callers of the batch, to be completed after the monitor is released.
+    private func leadOneBatch() -> [Pending] {
+        leading = true
+        let batch = Array(queue.prefix(maximumBatch))
+        queue.removeFirst(batch.count)
+        monitor.unlock()
+        connectionLock.withLock {
+            run(batch)
+            afterBatch?()
+        }
+        monitor.lock()
+        var suspended: [Pending] = []
+        for item in batch {
+            item.work = nil  // not run when BEGIN failed
+            item.done = true
+            if item.completion == nil { queuedBlocking -= 1 } else { suspended.append(item) }
+        }
+        sizes[batch.count, default: 0] += 1
+        leading = false
+        monitor.broadcast()
+        return suspended
+    }
+
+    private func complete(_ finished: [Pending]) {
+        for item in finished { item.completion?(item.failure) }
     }
 
     /// One SQLite transaction for the whole batch. Every body sees the writes of the bodies

@@ -104,6 +104,15 @@ public final class SQLiteStore: AuthStore, @unchecked Sendable {
         }
     }
 
+    /// The same as `write`, suspending: the batch's leader runs `body` on its own thread.
+    public func write<T: Sendable>(suspending body: @escaping @Sendable (any AuthTransaction) throws -> T) async throws -> T {
+        do {
+            return try await commits.perform { try body(Transaction(connection: $0, sessionFill: nil)) }
+        } catch {
+            throw classify(error)
+        }
+    }
+
     public func read<T>(_ body: (any AuthReadTransaction) throws -> T) throws -> T {
         var fill: Transaction.SessionFill?
         if let sessionCache {

@@ -140,6 +140,47 @@ final class AuthenticatorTests: XCTestCase {
         XCTAssertNotEqual(second.session, login.session)
     }
 
+    /// The suspending entry points (the daemon's) do what the blocking ones do: the same mail,
+    /// session, refusals, and failures counted against the IP.
+    func testSuspendingEntryPointsDoTheSameWork() async throws {
+        auth = makeAuthenticator { $0.failuresPerIP = RateLimit(maximum: 2, window: 60) }
+        let started = try await auth.start(StartRequest(email: "zoe@example.com", redirect: "/here", send: .both))
+        let mail = try XCTUnwrap(store.state.mail.last)
+        let mailed = try XCTUnwrap(secrets(of: mail))
+        XCTAssertEqual(started.messageID, mail.messageID)
+        XCTAssertTrue(started.mailed)
+
+        let login = try await auth.callback(token: mailed.token, flow: started.flow, ip: "192.0.2.9")
+        XCTAssertEqual(login.user.email, "zoe@example.com")
+        XCTAssertEqual(login.redirect, "/here")
+        XCTAssertNotNil(store.state.sessions[Secret.hash(of: login.session)])
+        do {
+            _ = try await auth.callback(token: mailed.token, flow: started.flow, ip: "192.0.2.9")
+            XCTFail("a used link logged in again")
+        } catch {
+            XCTAssertEqual(error as? AuthError, .invalidToken(.used))
+        }
+
+        let again = try await auth.start(StartRequest(email: "zoe@example.com", send: .code))
+        let code = try XCTUnwrap(secrets(of: try XCTUnwrap(store.state.mail.last))?.code)
+        let wrong = code == "000000" ? "111111" : "000000"
+        do {
+            _ = try await auth.verifyCode(flow: again.flow, code: wrong, ip: "192.0.2.9")
+            XCTFail("a wrong code logged in")
+        } catch {
+            XCTAssertEqual(error as? AuthError, .invalidCode(attemptsLeft: AuthPolicy.codeAttempts - 1))
+        }
+        // Two failures from 192.0.2.9 now: the IP is throttled, even with the right code.
+        do {
+            _ = try await auth.verifyCode(flow: again.flow, code: code, ip: "192.0.2.9")
+            XCTFail("a throttled IP logged in")
+        } catch {
+            guard case .rateLimited = error as? AuthError else { return XCTFail("\(error)") }
+        }
+        let byCode = try await auth.verifyCode(flow: again.flow, code: code, ip: "192.0.2.10")
+        XCTAssertEqual(byCode.user.id, login.user.id)
+    }
+
     func testTokenRejectionReasons() throws {
         assertAuthError(.invalidToken(.unknown), try auth.callback(token: "short"))
         assertAuthError(.invalidToken(.unknown), try auth.callback(token: String(repeating: "A", count: 43)))

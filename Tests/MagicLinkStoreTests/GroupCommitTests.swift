@@ -150,6 +150,96 @@ final class GroupCommitTests: XCTestCase {
         XCTAssertEqual(seen.all, Dictionary(uniqueKeysWithValues: (0..<32).map { ($0, $0 * 10) }))
         XCTAssertEqual(commits.batchSizes.reduce(0) { $0 + $1.key * $1.value }, 32)
     }
+
+    /// Suspending callers hold no thread: with one blocking writer holding the batch open, a
+    /// hundred tasks queue behind it and all share the next commit (a thread each would be a
+    /// hundred threads); each gets its own result, a failing one only its own error.
+    func testSuspendingWritersShareOneCommitWithoutAThreadEach() async throws {
+        let (commits, path) = try makeCommits()
+        let firstIsRunning = DispatchSemaphore(value: 0)
+        let first = Thread.detachNewThreadWithResult {
+            try? commits.perform { connection in
+                try connection.run("INSERT INTO t (name) VALUES ('first')")
+                firstIsRunning.signal()
+                let deadline = Date().addingTimeInterval(10)
+                while commits.queuedCount < 100, Date() < deadline { usleep(1_000) }
+            }
+        }
+        XCTAssertEqual(firstIsRunning.wait(timeout: .now() + 10), .success)
+        let results = try await withThrowingTaskGroup(of: (Int, Int?).self) { group in
+            for i in 0..<100 {
+                group.addTask {
+                    do {
+                        return (i, try await commits.perform { connection -> Int in
+                            try connection.run("INSERT INTO t (name) VALUES (?)", [.text("s\(i)")])
+                            if i == 7 { throw Refused() }
+                            return i * 10
+                        })
+                    } catch {
+                        XCTAssertTrue(error is Refused, "\(error)")
+                        return (i, nil)
+                    }
+                }
+            }
+            var results: [Int: Int?] = [:]
+            for try await (i, value) in group { results[i] = value }
+            return results
+        }
+        first.wait()
+        XCTAssertEqual(results.count, 100)
+        for i in 0..<100 { XCTAssertEqual(results[i] ?? -1, i == 7 ? nil : i * 10, "caller \(i)") }
+        XCTAssertEqual(commits.batchSizes, [1: 1, 64: 1, 36: 1])
+        let names = try names(in: path)
+        XCTAssertEqual(names.count, 100)
+        XCTAssertFalse(names.contains("s7"))
+    }
+
+    /// A suspending caller alone (nobody blocking to lead) is led by the drain; blocking and
+    /// suspending callers mixed all finish, in batches that carry both.
+    func testSuspendingAndBlockingWritersMixed() async throws {
+        let (commits, path) = try makeCommits()
+        try await commits.perform { try $0.run("INSERT INTO t (name) VALUES ('alone')") }
+        let blocking = DispatchGroup()
+        for i in 0..<8 {
+            blocking.enter()
+            Thread.detachNewThread {
+                defer { blocking.leave() }
+                for j in 0..<20 {
+                    do {
+                        _ = try commits.perform { connection -> Int in try connection.run("INSERT INTO t (name) VALUES (?)", [.text("b\(i)-\(j)")]) }
+                    } catch {
+                        XCTFail("\(error)")
+                    }
+                }
+            }
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<40 {
+                group.addTask {
+                    for j in 0..<5 {
+                        try await commits.perform { try $0.run("INSERT INTO t (name) VALUES (?)", [.text("s\(i)-\(j)")]) }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        XCTAssertEqual(blocking.wait(timeout: .now() + 20), .success)
+        XCTAssertEqual(try names(in: path).count, 1 + 8 * 20 + 40 * 5)
+        XCTAssertEqual(commits.queuedCount, 0)
+    }
+}
+
+extension Thread {
+    /// Runs `body` on a new thread; `wait()` returns once it has.
+    static func detachNewThreadWithResult(_ body: @escaping @Sendable () -> Void) -> DispatchGroup {
+        let group = DispatchGroup()
+        group.enter()
+        detachNewThread {
+            body()
+            group.leave()
+        }
+        return group
+    }
 }
 
 /// A dictionary that threads of a test fill in.
