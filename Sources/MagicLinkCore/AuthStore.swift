@@ -15,11 +15,6 @@ public protocol AuthStore: Sendable {
 }
 
 extension AuthStore {
-    /// For stores that never wait (in-memory ones): the blocking `write`, in place.
-    public func write<T: Sendable>(suspending body: @escaping @Sendable (any AuthTransaction) throws -> T) async throws -> T {
-        try write(body)
-    }
-
     public func cachedSession(hash: [UInt8], usable: (CachedSession) -> Bool) -> CachedSession? { nil }
 }
 

@@ -145,8 +145,9 @@ public struct SessionInfo: Sendable, Equatable {
 }
 
 /// The login state machine: start → callback → session → logout. No I/O of its own: storage,
-/// clock and randomness are injected. Methods block on the store, so callers run them off any
-/// event loop.
+/// clock and randomness are injected. The synchronous methods block on the store, so callers
+/// run them off any event loop; the `async` ones (start, callback, verifyCode) suspend instead
+/// and may run on one.
 public final class Authenticator: Sendable {
     public static let maxUserAgentBytes = 1024
     public static let maxRedirectBytes = 2048

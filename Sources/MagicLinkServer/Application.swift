@@ -40,6 +40,8 @@ public final class Application: Sendable {
             throw error
         }
         for pool in pools { try? await pool.shutdownGracefully() }
+        // Logins wait for their commit without a pool thread: let the last ones commit.
+        store.waitForWrites()
         store.checkpoint()
         logger.info("stopped")
     }
@@ -92,7 +94,8 @@ public func buildApplication(configuration: Configuration, logger: Logger,
     let appConfigurations = configuration.appConfigurations
     let policies = try appConfigurations.map { (id: $0.id, policy: try $0.settings.authPolicy()) }
 
-    // Writes block a thread until their group commit is done: 8 threads let batches form.
+    // Blocking database work: peeks, logouts, admin ops, the mail worker's claims and outcomes.
+    // Logins (start, callback, verify_code) wait for their commit without holding a thread.
     let blockingPool = NIOThreadPool(numberOfThreads: 8)
     blockingPool.start()
     let sessionPool = NIOThreadPool(numberOfThreads: max(1, System.coreCount))

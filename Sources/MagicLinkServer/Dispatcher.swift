@@ -6,7 +6,8 @@ import NIOCore
 import NIOPosix
 
 /// Turns one request line into one reply line. Decoding and encoding happen on the caller's
-/// task; everything that touches the database runs on `blockingPool`, never on an event loop.
+/// task; database work runs on `blockingPool` or `sessionPool`, never on an event loop, except
+/// that logins hand their transaction to the store's group commit and suspend until it commits.
 final class Dispatcher: Sendable {
     static let ops = ["hello", "start", "callback", "verify_code", "peek", "session", "logout", "logout_all"] + AdminOps.ops
     static let knownOps = Set(ops)
@@ -15,8 +16,7 @@ final class Dispatcher: Sendable {
     let blockingPool: NIOThreadPool
     /// `session`, the op every page of every app calls, runs on a pool of its own with as many
     /// threads as cores: measured at 32 connections, 2 threads served 1.3-2× the sessions of 8
-    /// (fewer wake-ups, more work per wake-up), while writes want more threads than that, so
-    /// that group commit finds company.
+    /// (fewer wake-ups, more work per wake-up).
     let sessionPool: NIOThreadPool
     let maxLineBytes: Int
     let logger: Logger

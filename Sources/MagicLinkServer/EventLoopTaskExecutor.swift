@@ -3,7 +3,7 @@ import NIOCore
 /// Runs a task's jobs on one NIO event loop, so a connection's task reads its lines, decodes,
 /// encodes and writes replies on the thread that owns its channel: no hop to Swift's
 /// cooperative pool and back for every request. Only non-blocking work may run here: the
-/// dispatcher still sends every database call to the blocking pool.
+/// dispatcher sends database calls to a thread pool, or suspends on the group commit.
 final class EventLoopTaskExecutor: TaskExecutor, @unchecked Sendable {
     let eventLoop: any EventLoop
 

@@ -15,7 +15,9 @@ import Glibc
 /// whose work was in that batch returns, the first one left becomes the next leader.
 /// Suspending callers (`perform(_:) async`) hold no thread while they wait, so a batch can carry
 /// as many of them as there are requests in flight; when only they are queued, a drain on
-/// `drainQueue` leads.
+/// `drainQueue` leads. Blocking callers go first in each batch: they hold a thread each (a
+/// session touch holds one of the `session` pool's), and there are few of them, while up to a
+/// connection limit's worth of logins may be suspended.
 final class GroupCommit: @unchecked Sendable {
     /// One caller's transaction body; it keeps its own result, the batch records a failure.
     private final class Pending {
@@ -48,9 +50,11 @@ final class GroupCommit: @unchecked Sendable {
     /// Bounds one batch, so a leader's own wait stays bounded under a flood of writers.
     private let maximumBatch: Int
     private let monitor = Monitor()
-    private var queue: [Pending] = []
+    /// Waiting blocking callers, then suspended ones (each batch takes from `blockingQueue` first).
+    private var blockingQueue: [Pending] = []
+    private var suspendedQueue: [Pending] = []
     private var leading = false
-    /// Blocking callers in `queue`: one of them leads next, else a drain must.
+    /// Blocking callers not done yet: one of them leads next, else a drain must.
     private var queuedBlocking = 0
     private var drainScheduled = false
     /// Where a batch of suspending callers only runs: never an event loop, never the
@@ -77,7 +81,17 @@ final class GroupCommit: @unchecked Sendable {
     var queuedCount: Int {
         monitor.lock()
         defer { monitor.unlock() }
-        return queue.count
+        return blockingQueue.count + suspendedQueue.count
+    }
+
+    private var isQueueEmpty: Bool { blockingQueue.isEmpty && suspendedQueue.isEmpty }
+
+    /// Returns once nothing is queued or running (no new writes may be arriving): at shutdown,
+    /// so the last suspended logins commit before the final checkpoint.
+    func waitUntilIdle() {
+        monitor.lock()
+        while leading || drainScheduled || !isQueueEmpty { monitor.wait() }
+        monitor.unlock()
     }
 
     /// Runs `body` as (part of) a write transaction; returns after its COMMIT. Blocks the thread.
@@ -110,7 +124,7 @@ final class GroupCommit: @unchecked Sendable {
                 }
             })
             monitor.lock()
-            queue.append(pending)
+            suspendedQueue.append(pending)
             let drain = scheduleDrainIfNeeded()
             monitor.unlock()
             if drain { drainQueue.async { self.drain() } }
@@ -119,7 +133,7 @@ final class GroupCommit: @unchecked Sendable {
 
     private func wait(for pending: Pending) {
         monitor.lock()
-        queue.append(pending)
+        blockingQueue.append(pending)
         queuedBlocking += 1
         while !pending.done {
             if leading {
@@ -140,19 +154,20 @@ final class GroupCommit: @unchecked Sendable {
     private func drain() {
         monitor.lock()
         drainScheduled = false
-        while !leading, !queue.isEmpty, queuedBlocking == 0 {
+        while !leading, !isQueueEmpty, queuedBlocking == 0 {
             let finished = leadOneBatch()
             monitor.unlock()
             complete(finished)
             monitor.lock()
         }
+        monitor.broadcast()  // for `waitUntilIdle`, which also waits for a scheduled drain
         monitor.unlock()
     }
 
     /// Called with the monitor held: true when the queue has work that no blocking caller will
     /// lead and no drain is on its way (the caller then schedules one, after unlocking).
     private func scheduleDrainIfNeeded() -> Bool {
-        guard !leading, !drainScheduled, !queue.isEmpty, queuedBlocking == 0 else { return false }
+        guard !leading, !drainScheduled, !isQueueEmpty, queuedBlocking == 0 else { return false }
         drainScheduled = true
         return true
     }
@@ -161,24 +176,27 @@ final class GroupCommit: @unchecked Sendable {
     /// suspending callers of the batch, to be completed after the monitor is released.
     private func leadOneBatch() -> [Pending] {
         leading = true
-        let batch = Array(queue.prefix(maximumBatch))
-        queue.removeFirst(batch.count)
+        var batch = Array(blockingQueue.prefix(maximumBatch))
+        blockingQueue.removeFirst(batch.count)
+        let suspended = suspendedQueue.prefix(maximumBatch - batch.count)
+        batch += suspended
+        suspendedQueue.removeFirst(suspended.count)
         monitor.unlock()
         connectionLock.withLock {
             run(batch)
             afterBatch?()
         }
         monitor.lock()
-        var suspended: [Pending] = []
+        var finished: [Pending] = []
         for item in batch {
             item.work = nil  // not run when BEGIN failed
             item.done = true
-            if item.completion == nil { queuedBlocking -= 1 } else { suspended.append(item) }
+            if item.completion == nil { queuedBlocking -= 1 } else { finished.append(item) }
         }
         sizes[batch.count, default: 0] += 1
         leading = false
         monitor.broadcast()
-        return suspended
+        return finished
     }
 
     private func complete(_ finished: [Pending]) {

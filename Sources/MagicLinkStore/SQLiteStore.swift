@@ -7,7 +7,8 @@ import Glibc
 /// magiclinkd's state in one SQLite file (WAL mode, synchronous=FULL so an acknowledged write
 /// survives a crash or power loss). One writer connection serializes every write transaction;
 /// readers use a small pool of their own connections and never block the writer.
-/// Every method blocks: call them from a thread pool, never from an event loop.
+/// Every method blocks (call them from a thread pool, never from an event loop) except
+/// `write(suspending:)` and `cachedSession`.
 public final class SQLiteStore: AuthStore, @unchecked Sendable {
     public let path: String
     private let writer: Connection
@@ -400,6 +401,12 @@ public final class SQLiteStore: AuthStore, @unchecked Sendable {
     /// A trivial read, to show the database still answers (for the systemd watchdog).
     public func ping() throws {
         _ = try read { tx in try tx.rateWindow(key: "", since: Int64.max, maximum: 1, now: 0) }
+    }
+
+    /// Returns once every queued write has committed (or failed); called on shutdown, after
+    /// the connections are closed, so that no login is still waiting in a batch.
+    public func waitForWrites() {
+        commits.waitUntilIdle()
     }
 
     /// Checkpoints the WAL; called on clean shutdown so the database file stands alone.

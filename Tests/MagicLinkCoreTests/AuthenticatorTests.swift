@@ -179,6 +179,9 @@ final class AuthenticatorTests: XCTestCase {
         }
         let byCode = try await auth.verifyCode(flow: again.flow, code: code, ip: "192.0.2.10")
         XCTAssertEqual(byCode.user.id, login.user.id)
+        // Every write went through the store's suspending entry: two starts, two callbacks (one
+        // refused in its transaction), two code checks (the throttled one never reached it).
+        XCTAssertEqual(store.state.suspendedWrites, 6)
     }
 
     func testTokenRejectionReasons() throws {

@@ -31,6 +31,8 @@ final class InMemoryStore: AuthStore, @unchecked Sendable {
         var mail: [QueuedMail] = []
         var rateEvents: [(String, Int64)] = []
         var writes = 0
+        /// Writes that came through `write(suspending:)`, committed or not.
+        var suspendedWrites = 0
     }
 
     private let lock = NSLock()
@@ -47,6 +49,16 @@ final class InMemoryStore: AuthStore, @unchecked Sendable {
             } catch {
                 state = saved
                 throw error
+            }
+        }
+    }
+
+    /// Suspends for real, as the SQLite store does: the body runs on another thread.
+    func write<T: Sendable>(suspending body: @escaping @Sendable (any AuthTransaction) throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async {
+                self.lock.withLock { self.state.suspendedWrites += 1 }
+                continuation.resume(with: Result { try self.write(body) })
             }
         }
     }

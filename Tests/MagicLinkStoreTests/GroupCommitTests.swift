@@ -151,10 +151,24 @@ final class GroupCommitTests: XCTestCase {
         XCTAssertEqual(commits.batchSizes.reduce(0) { $0 + $1.key * $1.value }, 32)
     }
 
+    /// Runs the async part of a test with a deadline: a continuation nobody resumes fails the
+    /// test instead of hanging the suite.
+    func runAsync(timeout: TimeInterval = 20, file: StaticString = #filePath, line: UInt = #line,
+                  _ body: @escaping @Sendable () async throws -> Void) {
+        let done = DispatchSemaphore(value: 0)
+        let failure = LockedDictionary<Int, String>()
+        Task {
+            do { try await body() } catch { failure[0] = "\(error)" }
+            done.signal()
+        }
+        XCTAssertEqual(done.wait(timeout: .now() + timeout), .success, "a suspended writer was never resumed", file: file, line: line)
+        XCTAssertNil(failure[0], file: file, line: line)
+    }
+
     /// Suspending callers hold no thread: with one blocking writer holding the batch open, a
-    /// hundred tasks queue behind it and all share the next commit (a thread each would be a
+    /// hundred tasks queue behind it and all share the next commits (a thread each would be a
     /// hundred threads); each gets its own result, a failing one only its own error.
-    func testSuspendingWritersShareOneCommitWithoutAThreadEach() async throws {
+    func testSuspendingWritersShareOneCommitWithoutAThreadEach() throws {
         let (commits, path) = try makeCommits()
         let firstIsRunning = DispatchSemaphore(value: 0)
         let first = Thread.detachNewThreadWithResult {
@@ -166,39 +180,40 @@ final class GroupCommitTests: XCTestCase {
             }
         }
         XCTAssertEqual(firstIsRunning.wait(timeout: .now() + 10), .success)
-        let results = try await withThrowingTaskGroup(of: (Int, Int?).self) { group in
-            for i in 0..<100 {
-                group.addTask {
-                    do {
-                        return (i, try await commits.perform { connection -> Int in
-                            try connection.run("INSERT INTO t (name) VALUES (?)", [.text("s\(i)")])
-                            if i == 7 { throw Refused() }
-                            return i * 10
-                        })
-                    } catch {
-                        XCTAssertTrue(error is Refused, "\(error)")
-                        return (i, nil)
+        let results = LockedDictionary<Int, Int>()
+        runAsync {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for i in 0..<100 {
+                    group.addTask {
+                        do {
+                            results[i] = try await commits.perform { connection -> Int in
+                                try connection.run("INSERT INTO t (name) VALUES (?)", [.text("s\(i)")])
+                                if i == 7 { throw Refused() }
+                                return i * 10
+                            }
+                        } catch {
+                            XCTAssertTrue(error is Refused, "\(error)")
+                            results[i] = -1
+                        }
                     }
                 }
+                try await group.waitForAll()
             }
-            var results: [Int: Int?] = [:]
-            for try await (i, value) in group { results[i] = value }
-            return results
         }
-        first.wait()
-        XCTAssertEqual(results.count, 100)
-        for i in 0..<100 { XCTAssertEqual(results[i] ?? -1, i == 7 ? nil : i * 10, "caller \(i)") }
+        XCTAssertEqual(first.wait(timeout: .now() + 10), .success)
+        XCTAssertEqual(results.all, Dictionary(uniqueKeysWithValues: (0..<100).map { ($0, $0 == 7 ? -1 : $0 * 10) }))
         XCTAssertEqual(commits.batchSizes, [1: 1, 64: 1, 36: 1])
         let names = try names(in: path)
         XCTAssertEqual(names.count, 100)
         XCTAssertFalse(names.contains("s7"))
     }
 
-    /// A suspending caller alone (nobody blocking to lead) is led by the drain; blocking and
-    /// suspending callers mixed all finish, in batches that carry both.
-    func testSuspendingAndBlockingWritersMixed() async throws {
+    /// A suspended caller alone (nobody blocking to lead) is led by the drain; blocking and
+    /// suspended callers mixed all finish, and `waitUntilIdle` returns once they have.
+    func testSuspendingAndBlockingWritersMixed() throws {
         let (commits, path) = try makeCommits()
-        try await commits.perform { try $0.run("INSERT INTO t (name) VALUES ('alone')") }
+        runAsync { _ = try await commits.perform { connection -> Int in try connection.run("INSERT INTO t (name) VALUES ('alone')") } }
+        XCTAssertEqual(commits.batchSizes, [1: 1])
         let blocking = DispatchGroup()
         for i in 0..<8 {
             blocking.enter()
@@ -213,19 +228,99 @@ final class GroupCommitTests: XCTestCase {
                 }
             }
         }
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for i in 0..<40 {
-                group.addTask {
-                    for j in 0..<5 {
-                        try await commits.perform { try $0.run("INSERT INTO t (name) VALUES (?)", [.text("s\(i)-\(j)")]) }
+        runAsync {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for i in 0..<40 {
+                    group.addTask {
+                        for j in 0..<5 {
+                            _ = try await commits.perform { connection -> Int in try connection.run("INSERT INTO t (name) VALUES (?)", [.text("s\(i)-\(j)")]) }
+                        }
                     }
                 }
+                try await group.waitForAll()
             }
-            try await group.waitForAll()
         }
         XCTAssertEqual(blocking.wait(timeout: .now() + 20), .success)
+        commits.waitUntilIdle()
         XCTAssertEqual(try names(in: path).count, 1 + 8 * 20 + 40 * 5)
         XCTAssertEqual(commits.queuedCount, 0)
+    }
+
+    /// Blocking callers (each holds a thread, a session touch holds one of the `session`
+    /// pool's) go first in a batch, ahead of suspended logins that queued before them.
+    func testBlockingWritersGoAheadOfSuspendedOnes() throws {
+        let path = directory.appendingPathComponent("p.sqlite").path
+        let connection = try Connection(path: path)
+        try connection.execute("CREATE TABLE t (name TEXT PRIMARY KEY, n INTEGER)")
+        let commits = GroupCommit(connection: connection, connectionLock: Lock(), maximumBatch: 2)
+        let firstIsRunning = DispatchSemaphore(value: 0)
+        let counter = LockedDictionary<Int, Int>()
+        let first = Thread.detachNewThreadWithResult {
+            try? commits.perform { connection in
+                firstIsRunning.signal()
+                let deadline = Date().addingTimeInterval(10)
+                while commits.queuedCount < 4, Date() < deadline { usleep(1_000) }
+            }
+        }
+        XCTAssertEqual(firstIsRunning.wait(timeout: .now() + 10), .success)
+        let order = LockedDictionary<String, Int>()
+        runAsync {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for name in ["s1", "s2", "s3"] {
+                    group.addTask { try await commits.perform { _ in order[name] = counter.increment(0) } }
+                    while commits.queuedCount < Int(name.dropFirst())! { try await Task.sleep(nanoseconds: 1_000_000) }
+                }
+                let late = Thread.detachNewThreadWithResult {
+                    try? commits.perform { _ in order["blocking"] = counter.increment(0) }
+                }
+                try await group.waitForAll()
+                XCTAssertEqual(late.wait(timeout: .now() + 10), .success)
+            }
+        }
+        XCTAssertEqual(first.wait(timeout: .now() + 10), .success)
+        XCTAssertEqual(order.all, ["blocking": 1, "s1": 2, "s2": 3, "s3": 4])
+        XCTAssertEqual(commits.batchSizes, [1: 1, 2: 2])
+    }
+
+    /// A batch whose COMMIT fails gives every suspended caller in it the commit's error, once.
+    func testSuspendedWritersOfAFailedCommitAllGetItsError() throws {
+        let connection = try Connection(path: directory.appendingPathComponent("fk3.sqlite").path)
+        try connection.execute("PRAGMA foreign_keys = ON")
+        try connection.execute("CREATE TABLE p (id INTEGER PRIMARY KEY)")
+        try connection.execute("CREATE TABLE c (p INTEGER REFERENCES p(id) DEFERRABLE INITIALLY DEFERRED)")
+        let commits = GroupCommit(connection: connection, connectionLock: Lock())
+        let firstIsRunning = DispatchSemaphore(value: 0)
+        let first = Thread.detachNewThreadWithResult {
+            try? commits.perform { _ in
+                firstIsRunning.signal()
+                let deadline = Date().addingTimeInterval(10)
+                while commits.queuedCount < 3, Date() < deadline { usleep(1_000) }
+            }
+        }
+        XCTAssertEqual(firstIsRunning.wait(timeout: .now() + 10), .success)
+        let outcomes = LockedDictionary<String, String>()
+        runAsync {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for name in ["orphan", "fine", "also fine"] {
+                    group.addTask {
+                        do {
+                            try await commits.perform { connection in
+                                if name == "orphan" { try connection.run("INSERT INTO c (p) VALUES (7)") }
+                            }
+                            outcomes[name] = outcomes[name].map { $0 + " ok" } ?? "ok"
+                        } catch let error as SQLiteError {
+                            outcomes[name] = (outcomes[name].map { $0 + " " } ?? "") + "sqlite \(error.code & 0xFF)"
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+        XCTAssertEqual(first.wait(timeout: .now() + 10), .success)
+        let constraint = "sqlite \(SQLITE_CONSTRAINT)"
+        XCTAssertEqual(outcomes.all, ["orphan": constraint, "fine": constraint, "also fine": constraint])
+        XCTAssertEqual(try connection.query("SELECT count(*) FROM c") { $0.int64(0) }, [0])
+        XCTAssertFalse(connection.inTransaction)
     }
 }
 
@@ -251,4 +346,15 @@ final class LockedDictionary<Key: Hashable, Value>: @unchecked Sendable {
         set { lock.withLock { values[key] = newValue } }
     }
     var all: [Key: Value] { lock.withLock { values } }
+    func update<R>(_ body: (inout [Key: Value]) -> R) -> R { lock.withLock { body(&values) } }
+}
+
+extension LockedDictionary where Value == Int {
+    /// Adds one to `key`'s count and returns the new count.
+    func increment(_ key: Key) -> Int {
+        update { values in
+            values[key, default: 0] += 1
+            return values[key]!
+        }
+    }
 }
