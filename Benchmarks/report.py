@@ -230,7 +230,7 @@ def main(path, outdir):
     if reference:
         md.append("For reference, `session (uncached)` rows are a daemon with `session_cache_entries: 0`, "
                   "`session (cache holds all)` rows one whose cache holds every session "
-                  "(`session_cache_entries` = N + 10%; the default, 50,000, holds all of the smaller N): "
+                  "(`session_cache_entries` = N + 10%, only for N past the default of 1,000,000): "
                   + "; ".join(f"{x['what']} {x['value']}x" for x in reference) + ".")
         md.append("")
     with open(os.path.join(outdir, "latest.md"), "w") as f:

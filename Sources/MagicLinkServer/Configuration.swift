@@ -60,7 +60,7 @@ public struct Configuration: Sendable {
     public var sessionIdleTTL: Int64 = 7 * 86_400
     public var sessionTouchInterval: Int64 = 60
     /// Live sessions kept in memory so `session` answers without the database (0: none).
-    public var sessionCacheEntries = 50_000
+    public var sessionCacheEntries = 1_000_000
     public var maxLineBytes = 65_536
     public var rateLimitIPMax = 50
     public var rateLimitIPWindow: Int64 = 3_600

@@ -27,7 +27,7 @@ public final class SQLiteStore: AuthStore, @unchecked Sendable {
 
     /// Opens (creating when missing) and migrates the database; restricts its files to mode 0600.
     /// `sessionCacheCapacity` bounds the live sessions kept in memory (0: none).
-    public init(path: String, maximumIdleReaders: Int = 4, sessionCacheCapacity: Int = 50_000,
+    public init(path: String, maximumIdleReaders: Int = 4, sessionCacheCapacity: Int = 1_000_000,
                 now: Int64 = SystemTime().now()) throws {
         self.path = path
         self.maximumIdleReaders = maximumIdleReaders

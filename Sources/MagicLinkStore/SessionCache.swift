@@ -39,17 +39,97 @@ final class SessionCache: @unchecked Sendable {
         }
     }
 
+    /// 64 bytes: the session's own fields, and its user by index (a user's strings are held
+    /// once however many of their sessions are cached).
     private struct Entry {
         var key: Key
-        var session: CachedSession
+        var user: UInt32
+        var expiresAt: Int64
+        var idleExpiresAt: Int64
+        var touchedAt: Int64
+    }
+
+    /// A user that cached sessions point at, with how many do.
+    private struct User {
+        var id: String
+        var email: String
+        var appID: String
+        var references: Int
+    }
+
+    /// Everything the cache holds, swapped out whole when it drops everything.
+    private struct Contents {
+        /// Entries in a flat array so that eviction can pick one at random in O(1).
+        var entries: [Entry] = []
+        /// Where each key's entry is: open addressing with linear probing, a slot holding an
+        /// index into `entries` plus one (0: empty). Keys are SHA-256 hashes, uniform already,
+        /// so a key's first word is its hash. Four bytes a slot, at most half of them used.
+        var table: [UInt32] = []
+
+        private var mask: Int { table.count - 1 }
+        private func home(of key: Key) -> Int { Int(truncatingIfNeeded: key.words.0) & mask }
+
+        /// The table slot holding `key`, if it is held.
+        func position(of key: Key) -> Int? {
+            guard !table.isEmpty else { return nil }
+            var slot = home(of: key)
+            while table[slot] != 0 {
+                if entries[Int(table[slot]) - 1].key == key { return slot }
+                slot = (slot + 1) & mask
+            }
+            return nil
+        }
+
+        func find(_ key: Key) -> Int? { position(of: key).map { Int(table[$0]) - 1 } }
+
+        /// Records that `key`'s entry is at `entry` (a key not in the table yet).
+        mutating func insert(_ key: Key, at entry: Int) {
+            if (entries.count + 1) * 2 > table.count { grow() }
+            var slot = home(of: key)
+            while table[slot] != 0 { slot = (slot + 1) & mask }
+            table[slot] = UInt32(entry + 1)
+        }
+
+        /// Forgets `key` (which is held), shifting later probes back so none is cut off.
+        mutating func remove(_ key: Key) {
+            guard var hole = position(of: key) else { return }
+            var next = hole
+            while true {
+                next = (next + 1) & mask
+                guard table[next] != 0 else { break }
+                let wanted = home(of: entries[Int(table[next]) - 1].key)
+                // Move it into the hole unless its home lies cyclically in (hole, next].
+                let staysPut = hole <= next ? (hole < wanted && wanted <= next) : (hole < wanted || wanted <= next)
+                if !staysPut {
+                    table[hole] = table[next]
+                    hole = next
+                }
+            }
+            table[hole] = 0
+        }
+
+        /// Points `key`'s slot at `entry` (after the entry moved in `entries`).
+        mutating func move(_ key: Key, to entry: Int) {
+            if let slot = position(of: key) { table[slot] = UInt32(entry + 1) }
+        }
+
+        private mutating func grow() {
+            table = [UInt32](repeating: 0, count: max(1_024, table.count * 2))
+            for (offset, entry) in entries.enumerated() {
+                var slot = home(of: entry.key)
+                while table[slot] != 0 { slot = (slot + 1) & mask }
+                table[slot] = UInt32(offset + 1)
+            }
+        }
+        var users: [User] = []
+        var userSlots: [String: UInt32] = [:]
+        var freeUsers: [UInt32] = []
     }
 
     private let lock = Lock()
     private let counter: WALCommitCounter
     let capacity: Int
-    /// Entries in a flat array so that eviction can pick one at random in O(1).
-    private var entries: [Entry] = []
-    private var slots: [Key: Int] = [:]
+    private var contents = Contents()
     private var generation: UInt64 = 0
     private var current: WALCommitCounter.State
     private var randomState: UInt64 = 0x9E37_79B9_7F4A_7C15
@@ -62,7 +142,11 @@ final class SessionCache: @unchecked Sendable {
         current = counter.state
     }
 
-    var count: Int { lock.withLock { entries.count } }
+    var count: Int { lock.withLock { contents.entries.count } }
+
+    /// Users held for the cached sessions (for tests: each is held once, and let go with its
+    /// last session).
+    var userCount: Int { lock.withLock { contents.userSlots.count } }
 
     /// Where the database stands now.
     var counterState: WALCommitCounter.State { counter.state }
@@ -75,17 +159,25 @@ final class SessionCache: @unchecked Sendable {
     func lookup(_ hash: [UInt8], usable: (CachedSession) -> Bool = { _ in true }) -> CachedSession? {
         let key = Key(hash)
         return lock.withLock {
-            guard let key, counter.state == current, let slot = slots[key], usable(entries[slot].session) else {
+            guard let key, counter.state == current, let slot = contents.find(key) else {
+                misses &+= 1
+                return nil
+            }
+            let entry = contents.entries[slot]
+            let user = contents.users[Int(entry.user)]
+            let session = CachedSession(userID: user.id, email: user.email, appID: user.appID, expiresAt: entry.expiresAt,
+                                        idleExpiresAt: entry.idleExpiresAt, touchedAt: entry.touchedAt)
+            guard usable(session) else {
                 misses &+= 1
                 return nil
             }
             hits &+= 1
-            return entries[slot].session
+            return session
         }
     }
 
     var statistics: SessionCacheStatistics {
-        lock.withLock { SessionCacheStatistics(capacity: capacity, entries: entries.count, hits: hits, misses: misses) }
+        lock.withLock { SessionCacheStatistics(capacity: capacity, entries: contents.entries.count, hits: hits, misses: misses) }
     }
 
     /// Taken before a read transaction begins; hand it back to `fill`.
@@ -97,13 +189,17 @@ final class SessionCache: @unchecked Sendable {
         guard capacity > 0, let key = Key(hash) else { return }
         lock.withLock {
             guard taken == generation else { return }
-            if let slot = slots[key] {
-                entries[slot].session = session
+            if let slot = contents.find(key) {
+                // A session keeps its user; a changed row may still carry a changed email.
+                release(user: contents.entries[slot].user)
+                contents.entries[slot] = Entry(key: key, user: retainUser(of: session), expiresAt: session.expiresAt,
+                                               idleExpiresAt: session.idleExpiresAt, touchedAt: session.touchedAt)
                 return
             }
-            if entries.count >= capacity { removeSlot(randomSlot()) }
-            slots[key] = entries.count
-            entries.append(Entry(key: key, session: session))
+            if contents.entries.count >= capacity { removeSlot(randomSlot()) }
+            contents.insert(key, at: contents.entries.count)
+            contents.entries.append(Entry(key: key, user: retainUser(of: session), expiresAt: session.expiresAt,
+                                          idleExpiresAt: session.idleExpiresAt, touchedAt: session.touchedAt))
         }
     }
 
@@ -111,16 +207,15 @@ final class SessionCache: @unchecked Sendable {
     /// `state` was read before `external` was learnt, `changed` are the sessions this process
     /// updated or deleted since the last call.
     func reconcile(state: WALCommitCounter.State, external: Bool, everything: Bool, changed: [[UInt8]]) {
-        var dropped: ([Entry], [Key: Int]) = ([], [:])
+        var dropped = Contents()
         lock.withLock {
             if external || everything {
                 // Freed after the lock is released: event loops wait on it.
-                swap(&dropped.0, &entries)
-                swap(&dropped.1, &slots)
+                swap(&dropped, &contents)
                 generation &+= 1
             } else if !changed.isEmpty {
                 for hash in changed {
-                    if let key = Key(hash), let slot = slots[key] { removeSlot(slot) }
+                    if let key = Key(hash), let slot = contents.find(key) { removeSlot(slot) }
                 }
                 generation &+= 1
             }
@@ -130,13 +225,44 @@ final class SessionCache: @unchecked Sendable {
     }
 
     private func removeSlot(_ slot: Int) {
-        let last = entries.count - 1
-        slots[entries[slot].key] = nil
+        let last = contents.entries.count - 1
+        contents.remove(contents.entries[slot].key)
+        release(user: contents.entries[slot].user)
         if slot != last {
-            entries[slot] = entries[last]
-            slots[entries[slot].key] = slot
+            contents.entries[slot] = contents.entries[last]
+            contents.move(contents.entries[slot].key, to: slot)
         }
-        entries.removeLast()
+        contents.entries.removeLast()
+    }
+
+    /// The index of the session's user, held once more (added, or updated when its row changed).
+    private func retainUser(of session: CachedSession) -> UInt32 {
+        if let index = contents.userSlots[session.userID] {
+            contents.users[Int(index)].references += 1
+            contents.users[Int(index)].email = session.email
+            contents.users[Int(index)].appID = session.appID
+            return index
+        }
+        let user = User(id: session.userID, email: session.email, appID: session.appID, references: 1)
+        let index: UInt32
+        if let free = contents.freeUsers.popLast() {
+            index = free
+            contents.users[Int(index)] = user
+        } else {
+            index = UInt32(contents.users.count)
+            contents.users.append(user)
+        }
+        contents.userSlots[session.userID] = index
+        return index
+    }
+
+    /// Lets go of one session's hold on its user; the last one frees the user's slot.
+    private func release(user index: UInt32) {
+        contents.users[Int(index)].references -= 1
+        guard contents.users[Int(index)].references == 0 else { return }
+        contents.userSlots[contents.users[Int(index)].id] = nil
+        contents.users[Int(index)] = User(id: "", email: "", appID: "", references: 0)
+        contents.freeUsers.append(index)
     }
 
     /// xorshift64*: eviction needs spread, not secrecy.
@@ -144,7 +270,7 @@ final class SessionCache: @unchecked Sendable {
         randomState ^= randomState >> 12
         randomState ^= randomState << 25
         randomState ^= randomState >> 27
-        return Int((randomState &* 0x2545_F491_4F6C_DD1D) % UInt64(entries.count))
+        return Int((randomState &* 0x2545_F491_4F6C_DD1D) % UInt64(contents.entries.count))
     }
 }
 

@@ -192,6 +192,96 @@ final class SessionCacheTests: XCTestCase {
         XCTAssertNotNil(cache.lookup(hashes[9]), "the newest is always kept")
     }
 
+    /// A user's strings are held once for all their cached sessions, answered right for each,
+    /// and let go with the last one (by eviction, by a drop, or by everything at once).
+    func testSessionsOfOneUserShareItAndReleaseIt() throws {
+        let f = try fixture(capacity: 4)
+        let cache = try XCTUnwrap(f.store.sessionCache)
+        func session(_ user: String, _ expires: Int64) -> CachedSession {
+            CachedSession(userID: user, email: "\(user)@example.com", appID: "default", expiresAt: start + expires,
+                          idleExpiresAt: start + expires, touchedAt: start)
+        }
+        func hash(_ n: UInt8) -> [UInt8] { [UInt8](repeating: n, count: 32) }
+        cache.fill(hash(1), session("ann", 10), generation: cache.fillGeneration())
+        cache.fill(hash(2), session("ann", 20), generation: cache.fillGeneration())
+        cache.fill(hash(3), session("bob", 30), generation: cache.fillGeneration())
+        XCTAssertEqual(cache.count, 3)
+        XCTAssertEqual(cache.userCount, 2)
+        XCTAssertEqual(cache.lookup(hash(1)), session("ann", 10))
+        XCTAssertEqual(cache.lookup(hash(2)), session("ann", 20))
+        XCTAssertEqual(cache.lookup(hash(3)), session("bob", 30))
+
+        // Refilled with a newer row: same user, new times and email.
+        var changed = session("ann", 25)
+        changed.email = "ann@example.org"
+        cache.fill(hash(2), changed, generation: cache.fillGeneration())
+        XCTAssertEqual(cache.lookup(hash(2)), changed)
+        XCTAssertEqual(cache.lookup(hash(1))?.email, "ann@example.org", "one user, one email")
+        XCTAssertEqual(cache.userCount, 2)
+
+        // Dropping one of ann's sessions keeps her; dropping both lets her go.
+        cache.reconcile(state: cache.counterState, external: false, everything: false, changed: [hash(1)])
+        XCTAssertNil(cache.lookup(hash(1)))
+        XCTAssertEqual(cache.userCount, 2)
+        cache.reconcile(state: cache.counterState, external: false, everything: false, changed: [hash(2)])
+        XCTAssertEqual(cache.userCount, 1)
+        XCTAssertEqual(cache.lookup(hash(3)), session("bob", 30))
+
+        // A freed user's slot is reused, and eviction releases users too.
+        for n in UInt8(10)..<UInt8(30) { cache.fill(hash(n), session("u\(n)", Int64(n)), generation: cache.fillGeneration()) }
+        XCTAssertEqual(cache.count, 4)
+        XCTAssertEqual(cache.userCount, 4)
+        for n in UInt8(10)..<UInt8(30) {
+            if let held = cache.lookup(hash(n)) { XCTAssertEqual(held, session("u\(n)", Int64(n))) }
+        }
+        cache.reconcile(state: cache.counterState, external: true, everything: false, changed: [])
+        XCTAssertEqual(cache.count, 0)
+        XCTAssertEqual(cache.userCount, 0)
+    }
+
+    /// The table behind the cache (open addressing, entries moved on removal) against a plain
+    /// dictionary, through 20,000 random fills and drops (some keys crowding into a few home
+    /// slots at the end of the table), then eviction at capacity.
+    func testTheEntryTableAgreesWithADictionary() throws {
+        let f = try fixture(capacity: 5_000)
+        let cache = try XCTUnwrap(f.store.sessionCache)
+        var generator = SystemRandomNumberGenerator()
+        func hash(_ n: Int) -> [UInt8] {
+            // The first word is the home slot: one key in ten crowds into 8 slots at the very
+            // end of any table, so that probes wrap around; the others spread out.
+            var bytes = [UInt8](repeating: 0, count: 32)
+            let word = n % 10 == 0 ? UInt64.max - UInt64(n % 8) : UInt64(n) &* 0x9E37_79B9_7F4A_7C15
+            withUnsafeBytes(of: word.littleEndian) { bytes.replaceSubrange(0..<8, with: $0) }
+            bytes[8] = UInt8(n & 0xFF)
+            bytes[9] = UInt8(n >> 8)
+            return bytes
+        }
+        func session(_ n: Int, _ version: Int) -> CachedSession {
+            CachedSession(userID: "u\(n % 50)", email: "u\(n % 50)@example.com", appID: "default",
+                          expiresAt: start + Int64(version), idleExpiresAt: start + 1, touchedAt: start)
+        }
+        var model: [Int: CachedSession] = [:]
+        for step in 0..<20_000 {
+            let n = Int.random(in: 0..<3_000, using: &generator)
+            if Bool.random(using: &generator) {
+                cache.fill(hash(n), session(n, step), generation: cache.fillGeneration())
+                model[n] = session(n, step)
+            } else {
+                cache.reconcile(state: cache.counterState, external: false, everything: false, changed: [hash(n)])
+                model[n] = nil
+            }
+        }
+        XCTAssertEqual(cache.count, model.count)
+        XCTAssertEqual(cache.userCount, Set(model.values.map(\.userID)).count)
+        for n in 0..<3_000 { XCTAssertEqual(cache.lookup(hash(n)), model[n], "key \(n)") }
+
+        let small = try XCTUnwrap(try fixture(capacity: 100, touchInterval: 60).store.sessionCache)
+        for n in 0..<3_000 { small.fill(hash(n), session(n, n), generation: small.fillGeneration()) }
+        XCTAssertEqual(small.count, 100)
+        XCTAssertEqual((0..<3_000).filter { small.lookup(hash($0)) != nil }.count, 100)
+        XCTAssertEqual(small.lookup(hash(2_999)), session(2_999, 2_999))
+    }
+
     func testCapacityZeroKeepsNothing() throws {
         let f = try fixture(capacity: 0)
         XCTAssertNil(f.store.sessionCache)
