@@ -17,9 +17,12 @@ import MagicLinkCore
 ///   dropped anything in between bumps the generation and the fill is refused, so a snapshot
 ///   from before a revocation cannot bring the session back.
 /// Expiry and the idle-expiry touch are checked by the caller against its clock, as from a row.
+/// A user's id, email and app are held once for all their cached sessions, so any change to a
+/// user row must drop everything (as `WriterChanges` and `PRAGMA data_version` make it do):
+/// dropping only the sessions named would leave the others answering with the old user.
 final class SessionCache: @unchecked Sendable {
-    /// A session id hash (SHA-256) as a dictionary key.
-    struct Key: Hashable {
+    /// A session id hash (SHA-256), compared as four words; the first is its place in the table.
+    struct Key: Equatable {
         let words: (UInt64, UInt64, UInt64, UInt64)
 
         init?(_ hash: [UInt8]) {
@@ -31,12 +34,6 @@ final class SessionCache: @unchecked Sendable {
         }
 
         static func == (a: Key, b: Key) -> Bool { a.words == b.words }
-        func hash(into hasher: inout Hasher) {
-            hasher.combine(words.0)
-            hasher.combine(words.1)
-            hasher.combine(words.2)
-            hasher.combine(words.3)
-        }
     }
 
     /// 64 bytes: the session's own fields, and its user by index (a user's strings are held
@@ -190,7 +187,7 @@ final class SessionCache: @unchecked Sendable {
         lock.withLock {
             guard taken == generation else { return }
             if let slot = contents.find(key) {
-                // A session keeps its user; a changed row may still carry a changed email.
+                // A session keeps its user (its row may have new times).
                 release(user: contents.entries[slot].user)
                 contents.entries[slot] = Entry(key: key, user: retainUser(of: session), expiresAt: session.expiresAt,
                                                idleExpiresAt: session.idleExpiresAt, touchedAt: session.touchedAt)
@@ -235,12 +232,11 @@ final class SessionCache: @unchecked Sendable {
         contents.entries.removeLast()
     }
 
-    /// The index of the session's user, held once more (added, or updated when its row changed).
+    /// The index of the session's user, held once more. A user held already is kept as it is:
+    /// a user row that changed has dropped everything (see the type's comment).
     private func retainUser(of session: CachedSession) -> UInt32 {
         if let index = contents.userSlots[session.userID] {
             contents.users[Int(index)].references += 1
-            contents.users[Int(index)].email = session.email
-            contents.users[Int(index)].appID = session.appID
             return index
         }
         let user = User(id: session.userID, email: session.email, appID: session.appID, references: 1)

@@ -15,7 +15,8 @@ final class WriterChanges {
     /// Id hashes of session rows updated or deleted.
     private(set) var sessions: [[UInt8]] = []
     /// Everything may be stale: a user row was updated or deleted (its address, its app), or
-    /// too many sessions changed to list.
+    /// too many sessions changed to list. The session cache relies on a user change setting
+    /// this: it holds each user once for all their sessions.
     private(set) var everything = false
 
     func reset() {
