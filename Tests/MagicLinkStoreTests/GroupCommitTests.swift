@@ -165,21 +165,29 @@ final class GroupCommitTests: XCTestCase {
         XCTAssertNil(failure[0], file: file, line: line)
     }
 
+    /// A blocking writer whose batch stays open (its body waits) until `queued` callers are
+    /// queued behind it; returns once its body runs, with a group that its thread leaves.
+    func holdFirstBatch(of commits: GroupCommit, until queued: Int,
+                        _ body: @escaping @Sendable (Connection) throws -> Void = { _ in }) -> DispatchGroup {
+        let running = DispatchSemaphore(value: 0)
+        let first = Thread.detachNewThreadWithResult {
+            try? commits.perform { connection in
+                try body(connection)
+                running.signal()
+                let deadline = Date().addingTimeInterval(10)
+                while commits.queuedCount < queued, Date() < deadline { usleep(1_000) }
+            }
+        }
+        XCTAssertEqual(running.wait(timeout: .now() + 10), .success)
+        return first
+    }
+
     /// Suspending callers hold no thread: with one blocking writer holding the batch open, a
     /// hundred tasks queue behind it and all share the next commits (a thread each would be a
     /// hundred threads); each gets its own result, a failing one only its own error.
     func testSuspendingWritersShareOneCommitWithoutAThreadEach() throws {
         let (commits, path) = try makeCommits()
-        let firstIsRunning = DispatchSemaphore(value: 0)
-        let first = Thread.detachNewThreadWithResult {
-            try? commits.perform { connection in
-                try connection.run("INSERT INTO t (name) VALUES ('first')")
-                firstIsRunning.signal()
-                let deadline = Date().addingTimeInterval(10)
-                while commits.queuedCount < 100, Date() < deadline { usleep(1_000) }
-            }
-        }
-        XCTAssertEqual(firstIsRunning.wait(timeout: .now() + 10), .success)
+        let first = holdFirstBatch(of: commits, until: 100) { try $0.run("INSERT INTO t (name) VALUES ('first')") }
         let results = LockedDictionary<Int, Int>()
         runAsync {
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -253,16 +261,8 @@ final class GroupCommitTests: XCTestCase {
         let connection = try Connection(path: path)
         try connection.execute("CREATE TABLE t (name TEXT PRIMARY KEY, n INTEGER)")
         let commits = GroupCommit(connection: connection, connectionLock: Lock(), maximumBatch: 2)
-        let firstIsRunning = DispatchSemaphore(value: 0)
         let counter = LockedDictionary<Int, Int>()
-        let first = Thread.detachNewThreadWithResult {
-            try? commits.perform { connection in
-                firstIsRunning.signal()
-                let deadline = Date().addingTimeInterval(10)
-                while commits.queuedCount < 4, Date() < deadline { usleep(1_000) }
-            }
-        }
-        XCTAssertEqual(firstIsRunning.wait(timeout: .now() + 10), .success)
+        let first = holdFirstBatch(of: commits, until: 4)
         let order = LockedDictionary<String, Int>()
         runAsync {
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -289,15 +289,7 @@ final class GroupCommitTests: XCTestCase {
         try connection.execute("CREATE TABLE p (id INTEGER PRIMARY KEY)")
         try connection.execute("CREATE TABLE c (p INTEGER REFERENCES p(id) DEFERRABLE INITIALLY DEFERRED)")
         let commits = GroupCommit(connection: connection, connectionLock: Lock())
-        let firstIsRunning = DispatchSemaphore(value: 0)
-        let first = Thread.detachNewThreadWithResult {
-            try? commits.perform { _ in
-                firstIsRunning.signal()
-                let deadline = Date().addingTimeInterval(10)
-                while commits.queuedCount < 3, Date() < deadline { usleep(1_000) }
-            }
-        }
-        XCTAssertEqual(firstIsRunning.wait(timeout: .now() + 10), .success)
+        let first = holdFirstBatch(of: commits, until: 3)
         let outcomes = LockedDictionary<String, String>()
         runAsync {
             try await withThrowingTaskGroup(of: Void.self) { group in
