@@ -7,6 +7,13 @@ import Darwin
 /// Wall-clock time in Unix seconds. Injected so tests can move time without sleeping.
 public protocol TimeSource: Sendable {
     func now() -> Int64
+    /// The same clock in microseconds, for ids that should sort in creation order.
+    func nowMicroseconds() -> Int64
+}
+
+extension TimeSource {
+    /// For clocks that only know seconds (test clocks).
+    public func nowMicroseconds() -> Int64 { now() * 1_000_000 }
 }
 
 /// The real clock.
@@ -16,6 +23,12 @@ public struct SystemTime: TimeSource {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         return Int64(ts.tv_sec)
+    }
+
+    public func nowMicroseconds() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1_000_000 + Int64(ts.tv_nsec) / 1_000
     }
 }
 

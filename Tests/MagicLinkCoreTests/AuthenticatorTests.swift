@@ -68,11 +68,16 @@ final class AuthenticatorTests: XCTestCase {
         XCTAssertEqual(ids.count, 3)
         for id in ids { XCTAssertTrue(id.utf8.count == 32 && id.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }, id) }
         XCTAssertEqual(Set(ids).count, 3)
-        XCTAssertEqual(ids[0].prefix(8), ids[1].prefix(8))
+        XCTAssertEqual(ids[0].prefix(16), ids[1].prefix(16), "this test's clock only knows seconds")
         XCTAssertLessThan(ids[1], ids[2])
         XCTAssertLessThan(ids[0], ids[2])
-        XCTAssertEqual(Authenticator.messageIDLocalPart(at: 0x0102_0304, random: Array(repeating: 0xAB, count: 12)),
-                       "01020304" + String(repeating: "ab", count: 12))
+        XCTAssertEqual(Authenticator.messageIDLocalPart(atMicroseconds: 0x0102_0304_0506_0708, random: Array(repeating: 0xAB, count: 8)),
+                       "0102030405060708" + String(repeating: "ab", count: 8))
+        // The real clock: ids of one second still come out in order.
+        let clock = SystemTime()
+        let micros = (0..<100).map { _ in clock.nowMicroseconds() }
+        XCTAssertEqual(micros, micros.sorted())
+        XCTAssertEqual(micros[0] / 1_000_000, clock.now(), accuracy: 1)
     }
 
     func testStartQueuesOneSealedMailAndStoresOnlyTheHash() throws {
