@@ -25,6 +25,16 @@ final class GroupCommitTests: XCTestCase {
         return (GroupCommit(connection: connection, connectionLock: Lock()), path)
     }
 
+    /// A writer whose child rows check their parent only at COMMIT (a deferred foreign key): an
+    /// orphan row makes the batch's COMMIT fail.
+    func makeDeferredForeignKeyCommits(_ file: String) throws -> (GroupCommit, Connection) {
+        let connection = try Connection(path: directory.appendingPathComponent(file).path)
+        try connection.execute("PRAGMA foreign_keys = ON")
+        try connection.execute("CREATE TABLE p (id INTEGER PRIMARY KEY)")
+        try connection.execute("CREATE TABLE c (p INTEGER REFERENCES p(id) DEFERRABLE INITIALLY DEFERRED)")
+        return (GroupCommit(connection: connection, connectionLock: Lock()), connection)
+    }
+
     func names(in path: String) throws -> [String] {
         try Connection(path: path).query("SELECT name FROM t ORDER BY name") { $0.text(0) }
     }
@@ -71,11 +81,7 @@ final class GroupCommitTests: XCTestCase {
     func testAFailingCommitFailsEveryoneInTheBatchAndKeepsNothing() throws {
         let (commits, path) = try makeCommits()
         // A deferred foreign key violation surfaces only at COMMIT.
-        let connection = try Connection(path: directory.appendingPathComponent("fk.sqlite").path)
-        try connection.execute("PRAGMA foreign_keys = ON")
-        try connection.execute("CREATE TABLE p (id INTEGER PRIMARY KEY)")
-        try connection.execute("CREATE TABLE c (p INTEGER REFERENCES p(id) DEFERRABLE INITIALLY DEFERRED)")
-        let fk = GroupCommit(connection: connection, connectionLock: Lock())
+        let (fk, connection) = try makeDeferredForeignKeyCommits("fk.sqlite")
         XCTAssertThrowsError(try fk.perform { try $0.run("INSERT INTO c (p) VALUES (42)") }) { error in
             XCTAssertEqual((error as? SQLiteError).map { $0.code & 0xFF }, SQLITE_CONSTRAINT)
         }
@@ -89,11 +95,7 @@ final class GroupCommitTests: XCTestCase {
     /// A body that refused because of an earlier body's writes must not keep its refusal when
     /// those writes do not commit: everyone in a failed transaction hears the commit's error.
     func testEveryoneInABatchThatDoesNotCommitGetsTheCommitError() throws {
-        let connection = try Connection(path: directory.appendingPathComponent("fk2.sqlite").path)
-        try connection.execute("PRAGMA foreign_keys = ON")
-        try connection.execute("CREATE TABLE p (id INTEGER PRIMARY KEY)")
-        try connection.execute("CREATE TABLE c (p INTEGER REFERENCES p(id) DEFERRABLE INITIALLY DEFERRED)")
-        let commits = GroupCommit(connection: connection, connectionLock: Lock())
+        let (commits, connection) = try makeDeferredForeignKeyCommits("fk2.sqlite")
         let outcomes = LockedDictionary<String, String>()
         let done = DispatchGroup()
         let firstIsRunning = DispatchSemaphore(value: 0)
@@ -284,11 +286,7 @@ final class GroupCommitTests: XCTestCase {
 
     /// A batch whose COMMIT fails gives every suspended caller in it the commit's error, once.
     func testSuspendedWritersOfAFailedCommitAllGetItsError() throws {
-        let connection = try Connection(path: directory.appendingPathComponent("fk3.sqlite").path)
-        try connection.execute("PRAGMA foreign_keys = ON")
-        try connection.execute("CREATE TABLE p (id INTEGER PRIMARY KEY)")
-        try connection.execute("CREATE TABLE c (p INTEGER REFERENCES p(id) DEFERRABLE INITIALLY DEFERRED)")
-        let commits = GroupCommit(connection: connection, connectionLock: Lock())
+        let (commits, connection) = try makeDeferredForeignKeyCommits("fk3.sqlite")
         let first = holdFirstBatch(of: commits, until: 3)
         let outcomes = LockedDictionary<String, String>()
         runAsync {
