@@ -16,15 +16,24 @@ public struct Secret: Sendable {
     /// SHA-256 of the secret's text. This is the only form the database sees.
     public var hash: [UInt8] { Secret.hash(of: text) }
 
+    /// Every `session` call hashes its secret: the text's own bytes go to SHA-256, with no copy
+    /// into an array first, and the digest comes out through its bytes, not as a sequence.
     public static func hash(of text: String) -> [UInt8] {
-        Array(SHA256.hash(data: Array(text.utf8)))
+        var text = text
+        var hasher = SHA256()
+        text.withUTF8 { hasher.update(bufferPointer: UnsafeRawBufferPointer($0)) }
+        return hasher.finalize().withUnsafeBytes { Array($0) }
     }
 
     /// Whether `text` has the shape of a secret we issue, so obviously mangled input never reaches the database.
+    /// (A plain loop over the text's contiguous bytes: this runs on every `session` call.)
     public static func isWellFormed(_ text: String) -> Bool {
-        let bytes = text.utf8
-        guard bytes.count == textLength else { return false }
-        return bytes.allSatisfy(Base64URL.isAlphabetByte)
+        var text = text
+        return text.withUTF8 { bytes in
+            guard bytes.count == textLength else { return false }
+            for byte in bytes where !Base64URL.isAlphabetByte(byte) { return false }
+            return true
+        }
     }
 
     /// A short, non-reversible correlation handle for logs (first 8 hex digits of the hash).

@@ -49,6 +49,8 @@ public struct Configuration: Sendable {
     public var allowedGIDs: [UInt32] = []
     /// Open connections at most; at the limit a newcomer replaces the connection idle longest.
     public var maxConnections = 1_024
+    /// Threads that serve connections (0: half the cores, at least one). See `servingThreads`.
+    public var eventLoopThreads = 0
     /// Seconds from the first byte of a request line to its line feed (and for a reply to be read).
     public var requestTimeout: Int64 = 10
     /// Seconds without a request after which a connection is closed.
@@ -341,7 +343,8 @@ public struct Configuration: Sendable {
             ("admin_gids", adminGIDs.map(String.init).joined(separator: ",")),
             ("allowed_uids", allowedUIDs.map(String.init).joined(separator: ",")),
             ("allowed_gids", allowedGIDs.map(String.init).joined(separator: ",")),
-            ("max_connections", "\(maxConnections)"), ("request_timeout", "\(requestTimeout)"),
+            ("max_connections", "\(maxConnections)"), ("event_loop_threads", "\(eventLoopThreads)"),
+            ("request_timeout", "\(requestTimeout)"),
             ("idle_timeout", "\(idleTimeout)"),
             ("mail_queue_max", "\(mailQueueMax)"), ("mail_retry_min_delay", "\(mailRetryMinDelay)"),
             ("mail_retry_max_delay", "\(mailRetryMaxDelay)"), ("token_ttl", "\(tokenTTL)"), ("session_ttl", "\(sessionTTL)"),
@@ -481,6 +484,7 @@ extension Configuration {
         Setting("allowed_uids", list: true) { c, v throws(SettingError) in c.allowedUIDs = try peerIDs(v) },
         Setting("allowed_gids", list: true) { c, v throws(SettingError) in c.allowedGIDs = try peerIDs(v) },
         Setting("max_connections") { c, v throws(SettingError) in c.maxConnections = Int(try integer(v, in: 1...100_000)) },
+        Setting("event_loop_threads") { c, v throws(SettingError) in c.eventLoopThreads = Int(try integer(v, in: 0...256)) },
         Setting("request_timeout") { c, v throws(SettingError) in c.requestTimeout = try seconds(v) },
         Setting("idle_timeout") { c, v throws(SettingError) in c.idleTimeout = try seconds(v) },
         Setting("mail_retry_min_delay") { c, v throws(SettingError) in c.mailRetryMinDelay = try seconds(v) },

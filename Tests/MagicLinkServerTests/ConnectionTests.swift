@@ -352,8 +352,22 @@ final class ConnectionTests: XCTestCase {
             }
         }
         let keys = defaults.effectiveSettings.map(\.key)
-        for key in ["allowed_uids", "allowed_gids", "max_connections", "request_timeout", "idle_timeout"] {
+        for key in ["allowed_uids", "allowed_gids", "max_connections", "event_loop_threads", "request_timeout", "idle_timeout"] {
             XCTAssertTrue(keys.contains(key), key)
         }
+    }
+
+    func testServingThreads() throws {
+        XCTAssertEqual(try Configuration.load(file: nil, environment: [:]).eventLoopThreads, 0)
+        XCTAssertEqual(try Configuration.load(file: nil, environment: ["MAGICLINKD_EVENT_LOOP_THREADS": "6"]).eventLoopThreads, 6)
+        for value in ["-1", "257", "2.5", "many"] {
+            XCTAssertThrowsError(try Configuration.load(file: nil, environment: ["MAGICLINKD_EVENT_LOOP_THREADS": value]), value)
+        }
+        // 0: half the cores, at least one; a setting wins whatever the cores.
+        for (cores, expected) in [(1, 1), (2, 1), (3, 1), (4, 2), (5, 2), (16, 8)] {
+            XCTAssertEqual(servingThreads(configured: 0, cores: cores), expected, "\(cores) cores")
+        }
+        XCTAssertEqual(servingThreads(configured: 3, cores: 2), 3)
+        XCTAssertEqual(servingThreads(configured: 1, cores: 64), 1)
     }
 }

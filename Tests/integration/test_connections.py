@@ -441,6 +441,9 @@ def test_a_client_that_pipelines_without_reading_fills_its_own_buffers(daemon_fa
         ("MAGICLINKD_ALLOWED_UIDS", "65534"),
         ("MAGICLINKD_ALLOWED_GIDS", "33,65534"),
         ("MAGICLINKD_ALLOWED_GIDS", "4294967295"),
+        ("MAGICLINKD_EVENT_LOOP_THREADS", "-1"),
+        ("MAGICLINKD_EVENT_LOOP_THREADS", "257"),
+        ("MAGICLINKD_EVENT_LOOP_THREADS", "two"),
     ],
 )
 def test_bad_connection_settings_are_refused_naming_the_key(key, value):
@@ -461,3 +464,42 @@ def test_check_config_shows_the_connection_settings(tmp_path):
     out = r.stdout.decode()
     for expected in ["allowed_uids: \n", "allowed_gids: \n", "max_connections: 1024", "request_timeout: 10", "idle_timeout: 300"]:
         assert expected in out, out
+
+
+def serving_threads(pid: int) -> int:
+    """The daemon's event loop threads (SwiftNIO names them NIO-ELT-<group>-#<n>)."""
+    names = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/comm") as f:
+                names.append(f.read().strip())
+        except FileNotFoundError:
+            pass
+    return sum(1 for name in names if name.startswith("NIO-ELT-"))
+
+
+def test_event_loop_threads_sets_the_serving_threads_and_every_one_serves(daemon_factory):
+    d = daemon_factory({"MAGICLINKD_EVENT_LOOP_THREADS": "3"})
+    assert serving_threads(d.proc.pid) == 3
+    # Connections are spread over the loops; each of several at once gets its own answers.
+    clients = [d.client() for _ in range(6)]
+    try:
+        logins = [d.login(unique_email(f"loops{i}"), c) for i, c in enumerate(clients)]
+        for _ in range(3):
+            for c, login in zip(clients, logins):
+                assert ok(c.call("session", {"session": login["session"]}))["user"]["id"] == login["user"]["id"]
+    finally:
+        for c in clients:
+            c.close()
+    assert serving_threads(d.proc.pid) == 3
+
+
+def test_by_default_half_the_cores_serve(daemon_factory):
+    d = daemon_factory({})
+    with d.client() as c:
+        ok(c.call("hello"))
+    # Half of the cores this process may use (NIO also honours a cgroup CPU quota, which can
+    # only make it fewer); on one core, one.
+    assert 1 <= serving_threads(d.proc.pid) <= max(1, len(os.sched_getaffinity(0)) // 2)
+    r = run_cli(["check-config"])
+    assert "event_loop_threads: 0\n" in r.stdout.decode(), r
