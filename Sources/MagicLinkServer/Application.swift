@@ -39,16 +39,21 @@ public final class Application: Sendable {
         do {
             try await serviceGroup.run()
         } catch {
-            for pool in pools { try? await pool.shutdownGracefully() }
-            try? await eventLoops.shutdownGracefully()
+            await stopThreads()
             throw error
         }
-        for pool in pools { try? await pool.shutdownGracefully() }
-        try? await eventLoops.shutdownGracefully()
-        // Logins wait for their commit without a pool thread: let the last ones commit.
-        store.waitForWrites()
+        await stopThreads()
         store.checkpoint()
         logger.info("stopped")
+    }
+
+    /// The pools first; then the logins still waiting for their commit (they hold no pool
+    /// thread) commit, and their tasks, which resume on the event loops, finish there; the
+    /// loops go last.
+    private func stopThreads() async {
+        for pool in pools { try? await pool.shutdownGracefully() }
+        store.waitForWrites()
+        try? await eventLoops.shutdownGracefully()
     }
 
     /// Returns true once the socket accepts connections, false if serving failed first.

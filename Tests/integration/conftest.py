@@ -655,6 +655,8 @@ class Daemon:
             self.proc.wait()
             raise AssertionError(f"magiclinkd did not exit within {timeout} s of SIGTERM; output:\n{self.log_tail()}")
         assert rc == 0, f"magiclinkd exited with {rc} after SIGTERM (expected 0); output:\n{self.log_tail()}"
+        # The daemon shuts its own event loops down last: nothing may be handed to them after.
+        assert "Cannot schedule tasks on an EventLoop" not in self.log(), f"work scheduled on a stopped loop:\n{self.log_tail()}"
         return rc
 
     def kill(self) -> None:
