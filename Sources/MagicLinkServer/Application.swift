@@ -19,7 +19,10 @@ public final class Application: Sendable {
     let serviceGroup: ServiceGroup
     /// Thread pools for blocking work, shut down after the services.
     let pools: [NIOThreadPool]
-    /// The event loops that serve connections (and SMTP), shut down last.
+    /// The event loops that serve connections (and SMTP). Never shut down, as NIO's shared
+    /// group never was: work that shutdown leaves behind after its time limits (an SMTP send
+    /// or QUIT past its grace period, a login whose commit outlasted the drain) resumes on
+    /// them, and on a stopped loop it would be dropped. The process ends right after `run`.
     let eventLoops: MultiThreadedEventLoopGroup
     let logger: Logger
 
@@ -39,21 +42,14 @@ public final class Application: Sendable {
         do {
             try await serviceGroup.run()
         } catch {
-            await stopThreads()
+            for pool in pools { try? await pool.shutdownGracefully() }
             throw error
         }
-        await stopThreads()
+        for pool in pools { try? await pool.shutdownGracefully() }
+        // Logins wait for their commit without a pool thread: let the last ones commit.
+        store.waitForWrites()
         store.checkpoint()
         logger.info("stopped")
-    }
-
-    /// The pools first; then the logins still waiting for their commit (they hold no pool
-    /// thread) commit, and their tasks, which resume on the event loops, finish there; the
-    /// loops go last.
-    private func stopThreads() async {
-        for pool in pools { try? await pool.shutdownGracefully() }
-        store.waitForWrites()
-        try? await eventLoops.shutdownGracefully()
     }
 
     /// Returns true once the socket accepts connections, false if serving failed first.
@@ -111,10 +107,10 @@ public func buildApplication(configuration: Configuration, logger: Logger,
     let sessionPool = NIOThreadPool(numberOfThreads: max(1, System.coreCount))
     sessionPool.start()
 
-    // Own loops rather than NIO's singleton: their number is a setting, and tests build many
-    // applications in one process.
-    let eventLoops = MultiThreadedEventLoopGroup(numberOfThreads: servingThreads(configured: configuration.eventLoopThreads,
-                                                                                 cores: System.coreCount))
+    // Own loops rather than NIO's shared group, whose size is fixed at its first use: how many
+    // is a setting.
+    let loopCount = servingThreads(configured: configuration.eventLoopThreads, cores: System.coreCount)
+    let eventLoops = MultiThreadedEventLoopGroup(numberOfThreads: loopCount)
     var built = false
     defer { if !built { eventLoops.shutdownGracefully { _ in } } }
     let transport: any MailTransport
@@ -134,7 +130,8 @@ public func buildApplication(configuration: Configuration, logger: Logger,
     let dispatcher = Dispatcher(apps: apps, blockingPool: blockingPool, sessionPool: sessionPool,
                                 maxLineBytes: configuration.maxLineBytes, logger: logger, mailWakeup: wakeup, admin: admin)
     var connectionPolicy = ConnectionPolicy(configuration)
-    connectionPolicy.maxConnections = ensureDescriptorLimit(forConnections: configuration.maxConnections, logger: logger)
+    connectionPolicy.maxConnections = ensureDescriptorLimit(forConnections: configuration.maxConnections, eventLoops: loopCount,
+                                                                logger: logger)
     let server = SocketServer(listener: listener, dispatcher: dispatcher,
                               group: eventLoops, logger: logger, policy: connectionPolicy)
     var appMail: [String: MailComposer.AppMail] = [:]
@@ -186,8 +183,8 @@ func servingThreads(configured: Int, cores: Int) -> Int {
 /// number of connections that really fit: `max_connections`, or fewer (with a warning) when the
 /// hard limit is too low or the limit cannot be changed (systemd's LimitNOFILE= sets both; the
 /// shipped unit gives 65536).
-func ensureDescriptorLimit(forConnections wanted: Int, logger: Logger) -> Int {
-    let reserve = 64 + 3 * System.coreCount
+func ensureDescriptorLimit(forConnections wanted: Int, eventLoops: Int, logger: Logger) -> Int {
+    let reserve = 64 + 3 * eventLoops  // each loop: epoll, eventfd, timerfd
     var limit = rlimit()
     guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return wanted }
     let needed = rlim_t(wanted + reserve)

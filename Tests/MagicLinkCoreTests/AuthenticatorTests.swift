@@ -337,6 +337,25 @@ final class SecretTests: XCTestCase {
         // sha256("abc")
         XCTAssertEqual(hex(Secret.hash(of: "abc")), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
         XCTAssertEqual(Secret.logHandle(of: "abc"), "ba7816bf")
+        // The text's UTF-8 bytes, whatever they are: empty, and beyond ASCII.
+        XCTAssertEqual(hex(Secret.hash(of: "")), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        XCTAssertEqual(hex(Secret.hash(of: "é€😀")), "df9226927fd572c1ee66eec85de1bb139497614899f36e4e90474cb71f6ef9d0")
+        // A string made from a slice of a longer one hashes as its own bytes.
+        let long = "xxabcxx"
+        XCTAssertEqual(hex(Secret.hash(of: String(long.dropFirst(2).dropLast(2)))), hex(Secret.hash(of: "abc")))
+    }
+
+    func testWellFormedIsExactly43Base64URLBytes() {
+        XCTAssertTrue(Secret.isWellFormed(String(repeating: "A", count: 43)))
+        XCTAssertTrue(Secret.isWellFormed(String(repeating: "-", count: 21) + String(repeating: "_", count: 22)))
+        XCTAssertFalse(Secret.isWellFormed(""))
+        XCTAssertFalse(Secret.isWellFormed(String(repeating: "A", count: 42)))
+        XCTAssertFalse(Secret.isWellFormed(String(repeating: "A", count: 42) + "="))
+        // 43 characters but more bytes, or 43 bytes that are not all in the alphabet.
+        XCTAssertFalse(Secret.isWellFormed(String(repeating: "é", count: 43)))
+        XCTAssertFalse(Secret.isWellFormed(String(repeating: "A", count: 41) + "é"))
+        XCTAssertFalse(Secret.isWellFormed(String(repeating: "A", count: 42) + "\u{0}"))
+        XCTAssertFalse(Secret.isWellFormed(String(repeating: "A", count: 42) + "+"))
     }
 
     func testSystemRandomIsNotConstant() {

@@ -360,6 +360,8 @@ final class ConnectionTests: XCTestCase {
     func testServingThreads() throws {
         XCTAssertEqual(try Configuration.load(file: nil, environment: [:]).eventLoopThreads, 0)
         XCTAssertEqual(try Configuration.load(file: nil, environment: ["MAGICLINKD_EVENT_LOOP_THREADS": "6"]).eventLoopThreads, 6)
+        XCTAssertEqual(try Configuration.load(file: nil, environment: ["MAGICLINKD_EVENT_LOOP_THREADS": "0"]).eventLoopThreads, 0)
+        XCTAssertEqual(try Configuration.load(file: nil, environment: ["MAGICLINKD_EVENT_LOOP_THREADS": "256"]).eventLoopThreads, 256)
         for value in ["-1", "257", "2.5", "many"] {
             XCTAssertThrowsError(try Configuration.load(file: nil, environment: ["MAGICLINKD_EVENT_LOOP_THREADS": value]), value)
         }

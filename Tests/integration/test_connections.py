@@ -466,40 +466,65 @@ def test_check_config_shows_the_connection_settings(tmp_path):
         assert expected in out, out
 
 
-def serving_threads(pid: int) -> int:
-    """The daemon's event loop threads (SwiftNIO names them NIO-ELT-<group>-#<n>)."""
-    names = []
+def serving_threads(pid: int) -> dict[str, int]:
+    """The daemon's event loop threads (SwiftNIO names them NIO-ELT-<group>-#<n>; its shared
+    group's are NIO-SGLTN-...), each with its time on a CPU so far in ns (schedstat)."""
+    threads = {}
     for task in os.listdir(f"/proc/{pid}/task"):
         try:
             with open(f"/proc/{pid}/task/{task}/comm") as f:
-                names.append(f.read().strip())
+                name = f.read().strip()
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                ran = int(f.read().split()[0])
         except FileNotFoundError:
-            pass
-    return sum(1 for name in names if name.startswith("NIO-ELT-"))
+            continue
+        if name.startswith("NIO-ELT-"):
+            threads[task] = ran
+    return threads
 
 
 def test_event_loop_threads_sets_the_serving_threads_and_every_one_serves(daemon_factory):
     d = daemon_factory({"MAGICLINKD_EVENT_LOOP_THREADS": "3"})
-    assert serving_threads(d.proc.pid) == 3
-    # Connections are spread over the loops; each of several at once gets its own answers.
+    before = serving_threads(d.proc.pid)
+    assert len(before) == 3, before
+    # Connections are handed to the loops in turn: six connections, two on each loop, each
+    # gets its own answers, and every loop spends time serving them.
     clients = [d.client() for _ in range(6)]
     try:
         logins = [d.login(unique_email(f"loops{i}"), c) for i, c in enumerate(clients)]
-        for _ in range(3):
+        mid = serving_threads(d.proc.pid)
+        for _ in range(200):
             for c, login in zip(clients, logins):
                 assert ok(c.call("session", {"session": login["session"]}))["user"]["id"] == login["user"]["id"]
     finally:
         for c in clients:
             c.close()
-    assert serving_threads(d.proc.pid) == 3
+    after = serving_threads(d.proc.pid)
+    assert after.keys() == before.keys(), (before, after)
+    # Between the logins and the end, only the 1,200 session calls ran on the loops (each
+    # takes tens of microseconds there); a loop that served none would have stood still.
+    for task in after:
+        assert after[task] - mid[task] > 1_000_000, ("a loop served nothing", mid, after)
+
+
+def cgroup_cpu_quota_set() -> bool:
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            return f.read().split()[0] != "max"
+    except (FileNotFoundError, IndexError):
+        return False
 
 
 def test_by_default_half_the_cores_serve(daemon_factory):
     d = daemon_factory({})
     with d.client() as c:
         ok(c.call("hello"))
-    # Half of the cores this process may use (NIO also honours a cgroup CPU quota, which can
-    # only make it fewer); on one core, one.
-    assert 1 <= serving_threads(d.proc.pid) <= max(1, len(os.sched_getaffinity(0)) // 2)
+    loops = len(serving_threads(d.proc.pid))
+    cores = len(os.sched_getaffinity(0))
+    if cgroup_cpu_quota_set():
+        # NIO also honours a cgroup CPU quota, which can only make the cores fewer.
+        assert 1 <= loops <= max(1, cores // 2), loops
+    else:
+        assert loops == max(1, cores // 2), (loops, cores)
     r = run_cli(["check-config"])
     assert "event_loop_threads: 0\n" in r.stdout.decode(), r
