@@ -1,5 +1,9 @@
 import NIOCore
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Who may connect and how long a connection may take: the rules of Protocol/README.md
 /// section 1, from `allowed_uids`, `allowed_gids`, `max_connections`, `request_timeout` and
 /// `idle_timeout`. Pure values; the socket server applies them.
@@ -72,55 +76,73 @@ enum Eviction {
     }
 }
 
-/// Follows the request lines in a connection's byte stream the way the line decoder and the
-/// server see them: a line ends at a line feed; a line whose bytes before the line feed are
-/// empty or only one or two carriage returns is blank (the decoder drops one `\r` before `\n`,
-/// the server ignores an empty line and a lone `\r`) and gets no reply.
-struct LineScanner {
+/// Cuts a connection's byte stream into request lines (Protocol/README.md section 1): a line
+/// ends at a line feed, one carriage return before it is dropped, and a line that is then empty
+/// or a lone carriage return is blank (no request, no reply). A line that grows past `limit`
+/// bytes without ending overflows; the caller answers it and stops reading.
+///
+/// Lines that arrive whole are slices of the read buffer (no copy); only a line split across
+/// reads is gathered in a buffer of its own.
+struct LineFramer {
+    /// What the stream holds next.
+    enum Next {
+        /// A complete request line, without its line ending.
+        case line(ByteBuffer)
+        /// A blank line: the caller skips it.
+        case blank
+        /// Nothing complete: the rest of the read is kept as the start of a line.
+        case needMore
+        /// The line being received passed `limit` bytes without ending.
+        case overflow
+    }
+
+    let limit: Int
+    /// The start of a line split across reads.
+    private var partial: ByteBuffer?
+
+    init(limit: Int) { self.limit = limit }
+
     /// Bytes of the line that has begun and not yet ended.
-    private(set) var partialLength = 0
-    private var partialIsBlank = true
+    var partialLength: Int { partial?.readableBytes ?? 0 }
 
     /// Part of a line has arrived.
     var midLine: Bool { partialLength > 0 }
 
-    /// Takes the next bytes of the stream: how many lines ended in them, and how many of those
-    /// are requests (not blank).
-    mutating func consume(_ bytes: UnsafeRawBufferPointer) -> (lines: Int, requests: Int) {
-        var lines = 0
-        var requests = 0
-        var start = 0
-        let count = bytes.count
-        while start < count {
-            var end = start
-            while end < count && bytes[end] != 0x0A { end += 1 }
-            take(bytes, start, end)
-            guard end < count else { break }
-            lines += 1
-            if !(partialIsBlank && partialLength <= 2) { requests += 1 }
-            partialLength = 0
-            partialIsBlank = true
-            start = end + 1
+    /// Takes the next line out of `input`; call again until it says `needMore` (or `overflow`).
+    mutating func next(from input: inout ByteBuffer) -> Next {
+        let length = input.withUnsafeReadableBytes { bytes -> Int? in
+            guard let base = bytes.baseAddress, let found = memchr(base, 0x0A, bytes.count) else { return nil }
+            return base.distance(to: UnsafeRawPointer(found))
         }
-        return (lines, requests)
+        guard let length else {
+            if input.readableBytes > 0 {
+                if partial == nil { partial = ByteBuffer() }
+                partial!.writeBuffer(&input)
+            }
+            return partialLength > limit ? .overflow : .needMore
+        }
+        var line: ByteBuffer
+        if var start = partial {
+            partial = nil
+            start.writeBytes(input.readableBytesView.prefix(length))
+            input.moveReaderIndex(forwardBy: length + 1)
+            line = start
+        } else {
+            line = input.readSlice(length: length)!
+            input.moveReaderIndex(forwardBy: 1)
+        }
+        if line.readableBytes > 0, line.getInteger(at: line.writerIndex - 1, as: UInt8.self) == 0x0D {
+            line.moveWriterIndex(to: line.writerIndex - 1)
+        }
+        if line.readableBytes == 0 || (line.readableBytes == 1 && line.getInteger(at: line.readerIndex, as: UInt8.self) == 0x0D) {
+            return .blank
+        }
+        return .line(line)
     }
 
     /// Forgets a partial line (the client closed its sending side: it never becomes a request).
     mutating func discardPartialLine() {
-        partialLength = 0
-        partialIsBlank = true
-    }
-
-    private mutating func take(_ bytes: UnsafeRawBufferPointer, _ start: Int, _ end: Int) {
-        guard end > start else { return }
-        if partialIsBlank {
-            if partialLength + (end - start) > 2 {
-                partialIsBlank = false
-            } else {
-                for i in start..<end where bytes[i] != 0x0D { partialIsBlank = false }
-            }
-        }
-        partialLength += end - start
+        partial = nil
     }
 }
 

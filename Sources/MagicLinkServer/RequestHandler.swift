@@ -1,9 +1,9 @@
 import Logging
 import MagicLinkProtocol
 import NIOCore
-import NIOExtras
 
-/// Serves one connection's request lines in order, as a channel handler. What needs no database
+/// Serves one connection's request lines (cut by `ConnectionGuard`, blank lines left out) in
+/// order, as a channel handler. What needs no database
 /// (`hello`, a line that is not a request) is answered at once; `session` goes to the session
 /// pool and comes back by callback; every other op runs in a task on this channel's event loop.
 /// Each reply is written from the loop when it is ready, and the next line waits for it
@@ -21,7 +21,7 @@ final class RequestHandler: ChannelDuplexHandler {
 
     private enum Item {
         case line(ByteBuffer)
-        /// The decoder's buffer overflowed: answer `request_too_large`, then close.
+        /// A line grew past the limit without ending: answer `request_too_large`, then close.
         case tooLarge
         /// The client closed its sending side: close once everything before is answered.
         case end
@@ -38,13 +38,12 @@ final class RequestHandler: ChannelDuplexHandler {
     private var busy = false
     private var closed = false
     private var heldRead = false
-    /// Nothing more is read: the client closed its side or a line overflowed (the decoder then
-    /// reports every later read as an error, which means nothing here).
+    /// Nothing more is read: the client closed its side or a line overflowed.
     private var inputDone = false
     /// The registry said shutdown has begun: close as soon as nothing is in hand.
     private var shutdownSeen = false
-    /// The last reply written: a close waits for it, so a reply before a close is not lost.
-    private var lastWrite: EventLoopFuture<Void>?
+    /// A reply was written: a close then waits until it is out, so it is not lost.
+    private var wroteReply = false
 
     init(slot: ConnectionRegistry.Slot, peer: PeerCredentials, dispatcher: Dispatcher, registry: ConnectionRegistry, logger: Logger,
          maximumQueued: Int = 128) {
@@ -74,12 +73,10 @@ final class RequestHandler: ChannelDuplexHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         guard !closed, !inputDone else { return }
         switch error {
-        case is ByteToMessageDecoderError.PayloadTooLargeError:
+        case is RequestLineTooLong:
             inputDone = true
             queue.append(.tooLarge)
             serveNext(context: context)
-        case is NIOExtrasErrors.LeftOverBytesError:
-            break  // the client closed after an unterminated line: not a request (section 1)
         default:
             logger.debug("connection ended with an error", metadata: ["error": "\(error)"])
             close(context: context)
@@ -119,10 +116,6 @@ final class RequestHandler: ChannelDuplexHandler {
                 reply(dispatcher.tooLargeReply(), context: context)
                 close(context: context)
             case .line(let line):
-                // Blank lines are no requests: no reply, not even during shutdown.
-                if line.readableBytes == 0 || (line.readableBytes == 1 && line.getInteger(at: line.readerIndex, as: UInt8.self) == 13) {
-                    continue
-                }
                 guard registry.markBusy(slot) else {
                     // Read but not started when shutdown began: say so, then close.
                     reply(Envelope.failure(id: .null, error: WireError(.unavailable, "The daemon is shutting down; try again shortly.")),
@@ -193,18 +186,20 @@ final class RequestHandler: ChannelDuplexHandler {
     private func reply(_ bytes: [UInt8], context: ChannelHandlerContext) {
         var buffer = context.channel.allocator.buffer(capacity: bytes.count)
         buffer.writeBytes(bytes)
-        lastWrite = context.writeAndFlush(wrapOutboundOut(buffer))
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        wroteReply = true
     }
 
     private func close(context: ChannelHandlerContext) {
         guard !closed else { return }
         closed = true
         queue.removeAll()
-        guard let lastWrite else {
+        guard wroteReply else {
             context.close(promise: nil)
             return
         }
+        // Writes complete in order: once an empty write after the replies is done, they are out.
         let channel = context.channel
-        lastWrite.whenComplete { _ in channel.close(promise: nil) }
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer())).whenComplete { _ in channel.close(promise: nil) }
     }
 }

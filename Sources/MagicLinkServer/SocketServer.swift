@@ -2,7 +2,6 @@ import Logging
 import MagicLinkProtocol
 import NIOConcurrencyHelpers
 import NIOCore
-import NIOExtras
 import NIOPosix
 import ServiceLifecycle
 #if canImport(Glibc)
@@ -160,10 +159,10 @@ final class SocketServer: Service, Sendable, CustomStringConvertible {
             }
             let registry = connections
             channel.closeFuture.whenComplete { _ in registry.remove(slot) }
-            try pipeline.addHandler(ConnectionGuard(slot: slot, registry: registry, policy: policy, peer: peer, logs: logs, now: now))
-            // The buffer limit cuts off a line that never ends; `RequestHandler` checks each complete
-            // line too (a whole over-long line can arrive in one read).
-            try pipeline.addHandler(ByteToMessageHandler(LineBasedFrameDecoder(), maximumBufferSize: maxLine + 1))
+            // The guard cuts off a line that never ends; `RequestHandler` checks each complete line
+            // too (a whole over-long line can arrive in one read).
+            try pipeline.addHandler(ConnectionGuard(slot: slot, registry: registry, policy: policy, peer: peer, logs: logs,
+                                                    maxLineBytes: maxLine, now: now))
             try pipeline.addHandler(RequestHandler(slot: slot, peer: peer, dispatcher: dispatcher, registry: registry, logger: logger))
             return .served
         }

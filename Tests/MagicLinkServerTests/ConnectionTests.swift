@@ -118,27 +118,57 @@ final class ConnectionTests: XCTestCase {
 
     // MARK: lines
 
-    func testTheScannerCountsRequestsAsTheDecoderAndServerSeeThem() {
-        var scanner = LineScanner()
-        func feed(_ text: String) -> (lines: Int, requests: Int) {
-            Array(text.utf8).withUnsafeBytes { scanner.consume($0) }
+    func testTheFramerCutsRequestLinesAsTheProtocolDefinesThem() {
+        var framer = LineFramer(limit: 16)
+        /// Everything one read yields: request lines as text, "" for a blank line, and how it ended.
+        func feed(_ text: String) -> (lines: [String], end: String) {
+            var input = ByteBuffer(string: text)
+            var lines: [String] = []
+            while true {
+                switch framer.next(from: &input) {
+                case .line(let line): lines.append(String(buffer: line))
+                case .blank: lines.append("")
+                case .needMore:
+                    XCTAssertEqual(input.readableBytes, 0, "the rest of a read is kept")
+                    return (lines, "more")
+                case .overflow: return (lines, "overflow")
+                }
+            }
         }
-        XCTAssertTrue(feed("{\"op\"") == (0, 0))
-        XCTAssertTrue(scanner.midLine)
-        XCTAssertTrue(feed(":\"hello\"}\n") == (1, 1))
-        XCTAssertFalse(scanner.midLine)
-        XCTAssertTrue(feed("\n\r\n\r\r\n") == (3, 0), "blank lines get no reply")
-        XCTAssertTrue(feed("\r\r\r\n") == (1, 1), "three carriage returns are a (bad) request")
-        XCTAssertTrue(feed("\r") == (0, 0))
-        XCTAssertTrue(scanner.midLine)
-        XCTAssertTrue(feed("\r") == (0, 0))
-        XCTAssertTrue(feed("\n") == (1, 0), "blank across reads")
-        XCTAssertTrue(feed("x\n\n{}\n{") == (3, 2))
-        XCTAssertTrue(scanner.midLine)
-        XCTAssertEqual(scanner.partialLength, 1)
-        scanner.discardPartialLine()
-        XCTAssertFalse(scanner.midLine)
-        XCTAssertTrue(feed("") == (0, 0))
+        XCTAssertTrue(feed("{\"op\"") == ([], "more"))
+        XCTAssertTrue(framer.midLine)
+        XCTAssertEqual(framer.partialLength, 5)
+        XCTAssertTrue(feed(":1}\n") == (["{\"op\":1}"], "more"), "a line split across reads is joined")
+        XCTAssertFalse(framer.midLine)
+        XCTAssertTrue(feed("\n\r\n\r\r\n") == (["", "", ""], "more"), "blank lines get no reply")
+        XCTAssertTrue(feed("\r\r\r\n") == (["\r\r"], "more"), "three carriage returns are a (bad) request; one is dropped")
+        XCTAssertTrue(feed("a\r\n") == (["a"], "more"), "CRLF ends a line too")
+        XCTAssertTrue(feed("\r") == ([], "more"))
+        XCTAssertTrue(framer.midLine)
+        XCTAssertTrue(feed("\r") == ([], "more"))
+        XCTAssertTrue(feed("\n") == ([""], "more"), "blank across reads")
+        XCTAssertTrue(feed("x\n\n{}\n{") == (["x", "", "{}"], "more"))
+        XCTAssertEqual(framer.partialLength, 1)
+        framer.discardPartialLine()
+        XCTAssertFalse(framer.midLine)
+        XCTAssertTrue(feed("") == ([], "more"))
+        // The limit applies to a line that has not ended; a whole long line is the server's to refuse.
+        XCTAssertTrue(feed(String(repeating: "x", count: 40) + "\n") == ([String(repeating: "x", count: 40)], "more"))
+        XCTAssertTrue(feed(String(repeating: "y", count: 16)) == ([], "more"), "at the limit")
+        XCTAssertTrue(feed("y") == ([], "overflow"), "one past the limit")
+        framer.discardPartialLine()
+        XCTAssertTrue(feed("{}\n" + String(repeating: "z", count: 17)) == (["{}"], "overflow"), "lines before the overflow are served")
+    }
+
+    func testALineFromOneReadIsASliceAndOnlyASplitLineIsCopied() {
+        var framer = LineFramer(limit: 100)
+        var input = ByteBuffer(string: "{\"id\":1}\n{\"id\"")
+        guard case .line(let line) = framer.next(from: &input) else { return XCTFail("a line") }
+        XCTAssertEqual(line.withVeryUnsafeBytes { $0.baseAddress }, input.withVeryUnsafeBytes { $0.baseAddress }, "same storage: no copy")
+        guard case .needMore = framer.next(from: &input) else { return XCTFail("the rest is partial") }
+        var more = ByteBuffer(string: ":2}\n")
+        guard case .line(let joined) = framer.next(from: &more) else { return XCTFail("joined") }
+        XCTAssertEqual(String(buffer: joined), "{\"id\":2}")
     }
 
     // MARK: log limiter
@@ -194,7 +224,7 @@ final class ConnectionTests: XCTestCase {
         }
     }
 
-    private func guarded(requestTimeout: Int64 = 10, idleTimeout: Int64 = 300) throws -> Guarded {
+    private func guarded(requestTimeout: Int64 = 10, idleTimeout: Int64 = 300, maxLineBytes: Int = 1024) throws -> Guarded {
         let loop = EmbeddedEventLoop()
         let channel = EmbeddedChannel(loop: loop)
         let registry = ConnectionRegistry()
@@ -204,7 +234,7 @@ final class ConnectionTests: XCTestCase {
         policy.idleTimeout = .seconds(idleTimeout)
         try channel.pipeline.syncOperations.addHandler(ConnectionGuard(
             slot: id, registry: registry, policy: policy, peer: PeerCredentials(pid: 1, uid: 33, gid: 33),
-            logs: ConnectionLogs(logger: Logger(label: "test")), now: loop.now))
+            logs: ConnectionLogs(logger: Logger(label: "test")), maxLineBytes: maxLineBytes, now: loop.now))
         try channel.connect(to: SocketAddress(unixDomainSocketPath: "/tmp/x.sock")).wait()
         channel.read()  // as the server does once the connection is active
         addTeardownBlock { _ = try? channel.finish() }
@@ -257,7 +287,7 @@ final class ConnectionTests: XCTestCase {
         XCTAssertEqual(g.activity, .receiving(since: g.start + .seconds(5)))
         g.advance(.seconds(4))
         try g.send(":")  // more bytes do not move the deadline
-        XCTAssertEqual(try g.delivered(), 2, "both reads went on to the decoder")
+        XCTAssertEqual(try g.delivered(), 0, "an unfinished line is not handed on")
         g.advance(.milliseconds(5_999))
         XCTAssertTrue(g.isOpen)
         g.advance(.milliseconds(1))
@@ -273,7 +303,7 @@ final class ConnectionTests: XCTestCase {
     func testTheTimeoutReplyWaitsForTheAnswersBeforeIt() throws {
         let g = try guarded()
         try g.send("{\"op\":\"a\"}\n{\"op\":\"b\"}\n{\"op\"")
-        XCTAssertEqual(try g.delivered(), 1, "one read: two requests and the start of a third")
+        XCTAssertEqual(try g.delivered(), 2, "one read: two request lines handed on, the start of a third kept")
         g.advance(.seconds(10))
         XCTAssertTrue(g.isOpen)
         XCTAssertEqual(try g.written(), [])
@@ -311,6 +341,37 @@ final class ConnectionTests: XCTestCase {
         XCTAssertTrue(g.isOpen)
         XCTAssertEqual(g.activity, .busy)
         g.advance(.milliseconds(1))
+        XCTAssertFalse(g.isOpen)
+    }
+
+    func testALineThatNeverEndsIsReportedOnceAndNothingMoreIsHandedOn() throws {
+        let g = try guarded(maxLineBytes: 20)
+        try g.send("{\"op\":\"hello\"}\n{\"op\":")
+        XCTAssertEqual(try g.delivered(), 1)
+        XCTAssertThrowsError(try g.send(String(repeating: "x", count: 30))) { error in
+            XCTAssertTrue(error is RequestLineTooLong, "\(error)")
+        }
+        try g.send("\n{\"op\":\"hello\"}\n")
+        XCTAssertEqual(try g.delivered(), 0, "nothing after an over-long line is served")
+        XCTAssertEqual(g.activity, .busy, "the request before it still waits for its reply")
+        g.reply()
+        XCTAssertEqual(g.activity, .idle(since: g.start))
+    }
+
+    func testRepliesAreCountedWrittenWhenTheFlushLeavesNothingBuffered() throws {
+        let g = try guarded()
+        try g.send("{\"op\":\"a\"}\n{\"op\":\"b\"}\n")
+        XCTAssertEqual(try g.delivered(), 2)
+        g.reply(flush: false)
+        g.advance(.seconds(5))
+        g.reply(flush: false)
+        XCTAssertEqual(g.activity, .busy)
+        g.channel.flush()
+        XCTAssertEqual(try g.written().count, 2)
+        XCTAssertEqual(g.activity, .idle(since: g.start + .seconds(5)), "both replies out at the flush")
+        g.advance(.seconds(299))
+        XCTAssertTrue(g.isOpen, "no write deadline is left behind")
+        g.advance(.seconds(1))
         XCTAssertFalse(g.isOpen)
     }
 

@@ -366,6 +366,36 @@ def test_a_client_that_does_not_read_its_replies_is_cut_off(daemon_factory):
         hog.close()
 
 
+def test_a_client_that_reads_slowly_but_steadily_is_not_cut_off(daemon_factory):
+    """request_timeout limits how long the socket makes no progress, not how long a backlog of
+    replies takes: a client that reads a little every 0.2 s keeps its connection however long
+    its replies take in all, and gets every one of them in order."""
+    d = daemon_factory({"MAGICLINKD_REQUEST_TIMEOUT": "1"})
+    n = 12_000  # about 4.5 MB of replies: far more than the socket buffers hold
+    payload = b"".join(b'{"id":%d,"op":"hello"}\n' % i for i in range(n))
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    s.connect(str(d.socket_path))
+    writer = threading.Thread(target=s.sendall, args=(payload,), daemon=True)
+    writer.start()
+    started = time.monotonic()
+    received = b""
+    try:
+        while received.count(b"\n") < n:
+            time.sleep(0.2)
+            s.settimeout(2)
+            chunk = s.recv(300_000)
+            assert chunk, f"cut off after {len(received.splitlines())} replies and {time.monotonic() - started:.1f} s"
+            received += chunk
+    finally:
+        s.close()
+    assert time.monotonic() - started > 2.5, "the replies took longer than request_timeout in all"
+    replies = [json.loads(line) for line in received.splitlines()]
+    assert [r["id"] for r in replies] == list(range(n)) and all(r["ok"] for r in replies)
+    assert not log_events(d, "write_timeout")
+    writer.join(timeout=10)
+
+
 def test_an_idle_connection_is_closed_after_idle_timeout(daemon_factory):
     d = daemon_factory({"MAGICLINKD_IDLE_TIMEOUT": "2"})
     with d.client() as used, d.client() as silent, d.client() as blank, d.client() as active:
