@@ -204,6 +204,11 @@ def main(path, outdir):
         md.append(f"| {op} | {n} | {r['conns']} | {r['ops_per_s']:,} | {r['p50_us']:.0f} | {r['p99_us']:.0f} | "
                   f"{r['p999_us']:.0f} | {err} | {ref} | {ratio} | {by_round} |")
     md.append("")
+    if any(r.get("variant") == "NIO floor" for r in rows):
+        md.append("`hello (NIO floor)` is not the daemon: it is `Benchmarks/NIOFloor`, a SwiftNIO server on one event loop "
+                  "that answers every line with one fixed reply from a single handler (no parsing, no state, no timers), "
+                  "measured in the same rounds: the least that SwiftNIO itself costs per request.")
+        md.append("")
     md.append("Redis alone, same client:")
     md.append("")
     md.append("| op | N | c | ops/s | p50 µs | p99 µs | p99.9 µs |")

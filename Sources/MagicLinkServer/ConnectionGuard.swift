@@ -40,6 +40,11 @@ final class ConnectionGuard: ChannelDuplexHandler {
     private var framer: LineFramer
     /// The line being received passed the limit: nothing more is read or handed on.
     private var overflowed = false
+    /// Set while `channelRead` hands lines on: the connection stays busy in the registry until
+    /// the whole read is served (a newcomer cannot evict it between two pipelined lines), and a
+    /// read that arrives re-entrantly meanwhile waits in `reentrantBytes` for the rest.
+    private var delivering = false
+    private var reentrantBytes: ByteBuffer?
     /// Request lines read whose reply is not yet written to the socket.
     private var unanswered = 0
     /// Writes of reply lines handed on and not yet completed.
@@ -108,44 +113,61 @@ final class ConnectionGuard: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closing, !timedOut, !overflowed else { return }  // dropped: nothing more is served here
         var bytes = unwrapInboundIn(data)
+        if delivering {
+            // NIO read again from inside a write of ours (it does when a write fails): these
+            // bytes come after the ones in hand, so they wait for them.
+            if reentrantBytes == nil { reentrantBytes = bytes } else { reentrantBytes!.writeBuffer(&bytes) }
+            return
+        }
         let wasMidLine = framer.midLine
+        delivering = true
+        let (endedLine, stillServed) = deliverLines(from: &bytes, context: context)
+        delivering = false
+        reentrantBytes = nil
+        guard stillServed else {
+            closing = true  // chosen to make room while idle: nothing is served, the close is on its way
+            return
+        }
+        guard !closing else { return }
+        if framer.midLine && (endedLine || !wasMidLine) { lineStartedAt = now }
+        // Once per read: replies written meanwhile did not publish (the connection stayed busy
+        // until the whole read was served).
+        if currentActivity() != activity, !publishActivity() {
+            closing = true
+            return
+        }
+        arm()
+    }
+
+    /// Hands on each request line in `bytes` (and in bytes that arrive re-entrantly meanwhile),
+    /// in order. Returns whether a line ended, and false as its second value when the registry
+    /// chose this connection to make room before its first request was taken.
+    private func deliverLines(from bytes: inout ByteBuffer, context: ChannelHandlerContext) -> (endedLine: Bool, stillServed: Bool) {
         var endedLine = false
         while !closing, !timedOut {
             switch framer.next(from: &bytes) {
             case .line(let line):
                 endedLine = true
                 unanswered += 1
-                // Busy from the first request on; the registry may have chosen this connection
-                // to make room (it was idle): then nothing is served, and the close is on its way.
-                if activity != .busy, !publishActivity() {
-                    closing = true
-                    return
-                }
+                // Busy from the first request on (`delivering` keeps it so until the read is served).
+                if activity != .busy, !publishActivity() { return (endedLine, false) }
                 context.fireChannelRead(wrapInboundOut(line))
-                continue
             case .blank:
                 endedLine = true
-                continue
             case .needMore:
-                break
+                guard let more = reentrantBytes else { return (endedLine, true) }
+                reentrantBytes = nil
+                bytes = more
             case .overflow:
                 overflowed = true
                 framer.discardPartialLine()
-                publishActivity()
+                unanswered += 1  // the `request_too_large` reply answers it
+                if activity != .busy, !publishActivity() { return (endedLine, false) }
                 context.fireErrorCaught(RequestLineTooLong())
+                return (endedLine, true)
             }
-            break
         }
-        guard !closing else { return }
-        let startedLine = framer.midLine && (endedLine || !wasMidLine)
-        if startedLine { lineStartedAt = now }
-        // A line began or ended: say so (a split line that ended may have been blank, or be
-        // answered already).
-        if startedLine || (endedLine && wasMidLine), !publishActivity() {
-            closing = true
-            return
-        }
-        arm()
+        return (endedLine, true)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -229,7 +251,7 @@ final class ConnectionGuard: ChannelDuplexHandler {
         unanswered = max(0, unanswered - replies)
         if unanswered == 0 { idleSince = now }
         guard !closing else { return }
-        publishActivity()
+        if !delivering { publishActivity() }  // else `channelRead` publishes once the read is served
         if timedOut && unanswered == 0 {
             sendTimeoutReply()
             return
@@ -240,16 +262,18 @@ final class ConnectionGuard: ChannelDuplexHandler {
     /// Tells the registry what this connection is doing; false when it was chosen to make room.
     @discardableResult
     private func publishActivity() -> Bool {
-        let now: ConnectionActivity
-        if unanswered > 0 || outstandingWrites > 0 || timedOut {
-            now = .busy
+        activity = currentActivity()
+        return registry.update(slot, activity: activity)
+    }
+
+    private func currentActivity() -> ConnectionActivity {
+        if unanswered > 0 || outstandingWrites > 0 || timedOut || delivering {
+            return .busy
         } else if framer.midLine {
-            now = .receiving(since: lineStartedAt)
+            return .receiving(since: lineStartedAt)
         } else {
-            now = .idle(since: idleSince)
+            return .idle(since: idleSince)
         }
-        activity = now
-        return registry.update(slot, activity: now)
     }
 
     /// The next moment a rule may act, if any.

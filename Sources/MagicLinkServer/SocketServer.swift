@@ -160,7 +160,9 @@ final class SocketServer: Service, Sendable, CustomStringConvertible {
             let registry = connections
             channel.closeFuture.whenComplete { _ in registry.remove(slot) }
             // The guard cuts off a line that never ends; `RequestHandler` checks each complete line
-            // too (a whole over-long line can arrive in one read).
+            // too (a whole over-long line can arrive in one read). The guard must stay the
+            // outbound handler nearest the socket: it reads the channel's buffered byte count to
+            // learn that replies are written, which a handler buffering writes below it would hide.
             try pipeline.addHandler(ConnectionGuard(slot: slot, registry: registry, policy: policy, peer: peer, logs: logs,
                                                     maxLineBytes: maxLine, now: now))
             try pipeline.addHandler(RequestHandler(slot: slot, peer: peer, dispatcher: dispatcher, registry: registry, logger: logger))

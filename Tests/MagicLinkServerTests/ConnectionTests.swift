@@ -224,7 +224,8 @@ final class ConnectionTests: XCTestCase {
         }
     }
 
-    private func guarded(requestTimeout: Int64 = 10, idleTimeout: Int64 = 300, maxLineBytes: Int = 1024) throws -> Guarded {
+    private func guarded(requestTimeout: Int64 = 10, idleTimeout: Int64 = 300, maxLineBytes: Int = 1024,
+                         nearerTheSocket: (any ChannelHandler)? = nil, after: (any ChannelHandler)? = nil) throws -> Guarded {
         let loop = EmbeddedEventLoop()
         let channel = EmbeddedChannel(loop: loop)
         let registry = ConnectionRegistry()
@@ -235,6 +236,8 @@ final class ConnectionTests: XCTestCase {
         try channel.pipeline.syncOperations.addHandler(ConnectionGuard(
             slot: id, registry: registry, policy: policy, peer: PeerCredentials(pid: 1, uid: 33, gid: 33),
             logs: ConnectionLogs(logger: Logger(label: "test")), maxLineBytes: maxLineBytes, now: loop.now))
+        if let nearerTheSocket { try channel.pipeline.syncOperations.addHandler(nearerTheSocket, position: .first) }
+        if let after { try channel.pipeline.syncOperations.addHandler(after) }
         try channel.connect(to: SocketAddress(unixDomainSocketPath: "/tmp/x.sock")).wait()
         channel.read()  // as the server does once the connection is active
         addTeardownBlock { _ = try? channel.finish() }
@@ -355,6 +358,8 @@ final class ConnectionTests: XCTestCase {
         XCTAssertEqual(try g.delivered(), 0, "nothing after an over-long line is served")
         XCTAssertEqual(g.activity, .busy, "the request before it still waits for its reply")
         g.reply()
+        XCTAssertEqual(g.activity, .busy, "and so does the over-long line's request_too_large")
+        g.reply()
         XCTAssertEqual(g.activity, .idle(since: g.start))
     }
 
@@ -373,6 +378,112 @@ final class ConnectionTests: XCTestCase {
         XCTAssertTrue(g.isOpen, "no write deadline is left behind")
         g.advance(.seconds(1))
         XCTAssertFalse(g.isOpen)
+    }
+
+    /// Holds every flush until told, as a socket whose client does not read leaves the replies
+    /// buffered in the channel.
+    private final class FlushHolder: ChannelOutboundHandler {
+        typealias OutboundIn = ByteBuffer
+        var holding = true
+        private var context: ChannelHandlerContext?
+        func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+        func flush(context: ChannelHandlerContext) { if !holding { context.flush() } }
+        /// The client reads what is buffered so far.
+        func release() { context?.flush() }
+    }
+
+    func testASlowClientsRepliesAreFollowedUntilTheyAreWritten() throws {
+        let holder = FlushHolder()
+        let g = try guarded(nearerTheSocket: holder)
+        try g.send("{\"op\":\"a\"}\n{\"op\":\"b\"}\n{\"op\":\"c\"}\n")
+        XCTAssertEqual(try g.delivered(), 3)
+        g.reply()  // buffered: the guard follows it with an empty write that tells when it is out
+        g.reply()  // and, while the client is slow, this one with a promise of its own
+        XCTAssertEqual(g.activity, .busy)
+        g.advance(.seconds(6))
+        holder.release()
+        XCTAssertEqual(try g.written().filter { !$0.isEmpty }.count, 2)
+        XCTAssertEqual(g.activity, .busy, "one request is still unanswered")
+        g.advance(.seconds(6))
+        g.reply()
+        XCTAssertEqual(g.activity, .busy, "its reply waits in the channel")
+        g.advance(.seconds(6))
+        XCTAssertTrue(g.isOpen, "writes made progress 6 s ago: within request_timeout")
+        holder.release()
+        XCTAssertEqual(g.activity, .idle(since: g.start + .seconds(18)))
+        // Once drained, replies are counted at the flush again: no promise, nothing left behind.
+        holder.holding = false
+        try g.send("{\"op\":\"d\"}\n")
+        _ = try g.delivered()
+        g.advance(.seconds(1))
+        g.reply()
+        XCTAssertEqual(g.activity, .idle(since: g.start + .seconds(19)))
+        g.advance(.seconds(299))
+        XCTAssertTrue(g.isOpen)
+        g.advance(.seconds(1))
+        XCTAssertFalse(g.isOpen, "idle_timeout, not a stale write deadline")
+    }
+
+    func testASlowClientThatStopsReadingIsCutOff() throws {
+        let holder = FlushHolder()
+        let g = try guarded(nearerTheSocket: holder)
+        try g.send("{}\n")
+        g.reply()
+        g.advance(.milliseconds(9_999))
+        XCTAssertTrue(g.isOpen)
+        g.advance(.milliseconds(1))
+        XCTAssertFalse(g.isOpen, "no progress for request_timeout")
+    }
+
+    /// Answers each line at once and records what the registry says meanwhile.
+    private final class ImmediateAnswers: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        var seen: [String] = []
+        var activities: [ConnectionActivity?] = []
+        var probe: () -> ConnectionActivity? = { nil }
+        /// Bytes fed back into the pipeline from inside the first line (a re-entrant read).
+        var reentrant: String?
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            seen.append(String(buffer: unwrapInboundIn(data)))
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "{\"ok\":true}\n")), promise: nil)
+            activities.append(probe())  // the reply is out: what does a newcomer see now?
+            if let bytes = reentrant {
+                reentrant = nil
+                context.pipeline.fireChannelRead(NIOAny(ByteBuffer(string: bytes)))
+            }
+        }
+    }
+
+    func testAConnectionStaysBusyUntilAWholeReadIsServed() throws {
+        let answers = ImmediateAnswers()
+        let g = try guarded(after: answers)
+        let registry = g.registry, id = g.id
+        answers.probe = { registry.activity(of: id) }
+        try g.send("{\"id\":1}\n{\"id\":2}\n{\"id\":3}\n")
+        XCTAssertEqual(answers.seen.count, 3)
+        XCTAssertEqual(answers.activities, [.busy, .busy, .busy], "never idle between pipelined lines: a newcomer could evict it")
+        XCTAssertEqual(g.activity, .idle(since: g.start), "answered, once the read is served")
+    }
+
+    func testBytesReadReentrantlyWaitForTheRestOfTheRead() throws {
+        let answers = ImmediateAnswers()
+        answers.reentrant = "ne\"}\n{\"id\":4}\n"
+        let g = try guarded(after: answers)
+        try g.send("{\"id\":1}\n{\"id\":2}\n{\"id\":3,\"x\":\"li")
+        XCTAssertEqual(answers.seen, [#"{"id":1}"#, #"{"id":2}"#, #"{"id":3,"x":"line"}"#, #"{"id":4}"#], "in order, the split line joined")
+        XCTAssertEqual(g.activity, .idle(since: g.start))
+    }
+
+    func testAnOverLongLineKeepsTheConnectionBusyUntilItsReplyIsWritten() throws {
+        let holder = FlushHolder()
+        let g = try guarded(maxLineBytes: 20, nearerTheSocket: holder)
+        XCTAssertThrowsError(try g.send(String(repeating: "x", count: 30))) { XCTAssertTrue($0 is RequestLineTooLong) }
+        XCTAssertEqual(g.activity, .busy, "its request_too_large reply is owed")
+        g.reply()
+        XCTAssertEqual(g.activity, .busy, "the reply waits for the client")
+        holder.release()
+        XCTAssertEqual(g.activity, .idle(since: g.start))
     }
 
     func testAnEvictedConnectionDropsWhatArrives() throws {
