@@ -11,11 +11,11 @@ public protocol AuthStore: Sendable {
     /// commit to the database, by anyone. Never blocks and never does I/O (it runs on event
     /// loops); nil when only the database can answer.
     /// `usable` decides whether the entry answers (live, no touch due); the store counts hits.
-    func cachedSession(hash: [UInt8], usable: (CachedSession) -> Bool) -> CachedSession?
+    func cachedSession(hash: SecretHash, usable: (CachedSession) -> Bool) -> CachedSession?
 }
 
 extension AuthStore {
-    public func cachedSession(hash: [UInt8], usable: (CachedSession) -> Bool) -> CachedSession? { nil }
+    public func cachedSession(hash: SecretHash, usable: (CachedSession) -> Bool) -> CachedSession? { nil }
 }
 
 /// What `session` needs of a session row and its user, held in memory.

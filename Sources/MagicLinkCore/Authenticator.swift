@@ -484,11 +484,19 @@ public final class Authenticator: Sendable {
     /// vouch for, one that is not live, or one due for its idle-expiry touch (a write).
     /// Failures never come from here, so the failure throttle sees every one of them.
     public func cachedSession(_ text: String, ip: String? = nil) -> SessionInfo? {
+        var text = text
+        guard var ip else { return text.withUTF8 { cachedSession(bytes: UnsafeRawBufferPointer($0), ip: nil) } }
+        return text.withUTF8 { text in ip.withUTF8 { ip in cachedSession(bytes: UnsafeRawBufferPointer(text), ip: UnsafeRawBufferPointer(ip)) } }
+    }
+
+    /// The same for the UTF-8 bytes of `session` and `ip` (the request line's own): the event
+    /// loop answers a cached session without making a string of either.
+    public func cachedSession(bytes text: UnsafeRawBufferPointer, ip: UnsafeRawBufferPointer?) -> SessionInfo? {
         // A malformed `ip` is refused by `session(_:ip:)`, whatever the session.
         guard Secret.isWellFormed(text), ip.map(IPAddress.isAddress) ?? true else { return nil }
         let now = time.now()
         let (appID, touchInterval) = (policy.appID, policy.sessionTouchInterval)
-        guard let cached = store.cachedSession(hash: Secret.hash(of: text), usable: { cached in
+        guard let cached = store.cachedSession(hash: SecretHash(ofText: text), usable: { cached in
             cached.appID == appID && now < cached.expiresAt && now < cached.idleExpiresAt && now - cached.touchedAt < touchInterval
         }) else { return nil }
         return SessionInfo(user: UserInfo(id: cached.userID, email: cached.email), expiresAt: cached.expiresAt,

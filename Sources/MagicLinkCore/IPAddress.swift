@@ -37,11 +37,22 @@ public enum IPAddress {
     /// Whether `rateLimitKey(text)` gives a key, without making one or allocating (the cached
     /// `session` path checks its `ip` on the event loop).
     public static func isAddress(_ text: String) -> Bool {
-        guard hasAddressShape(text) else { return false }
-        var buffer: (UInt64, UInt64) = (0, 0)
-        return text.withCString { cString in
-            withUnsafeMutableBytes(of: &buffer) { raw in
-                inet_pton(AF_INET, cString, raw.baseAddress) == 1 || inet_pton(AF_INET6, cString, raw.baseAddress) == 1
+        var text = text
+        return text.withUTF8 { isAddress(UnsafeRawBufferPointer($0)) }
+    }
+
+    /// The same for the text's UTF-8 bytes (the request line's own, on the cached `session` path).
+    public static func isAddress(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard hasAddressShape(bytes) else { return false }
+        // inet_pton wants a C string: the bytes plus a NUL, on the stack.
+        return withUnsafeTemporaryAllocation(of: CChar.self, capacity: maxTextBytes + 1) { cString in
+            let raw = UnsafeMutableRawBufferPointer(cString)
+            raw.copyMemory(from: bytes)
+            raw[bytes.count] = 0
+            var buffer: (UInt64, UInt64) = (0, 0)
+            return withUnsafeMutableBytes(of: &buffer) { address in
+                inet_pton(AF_INET, cString.baseAddress, address.baseAddress) == 1
+                    || inet_pton(AF_INET6, cString.baseAddress, address.baseAddress) == 1
             }
         }
     }
@@ -50,7 +61,11 @@ public enum IPAddress {
     /// NUL, which would end the C string early ("1.2.3.4\0junk"), and "%", "[", "]", "/",
     /// whitespace.
     private static func hasAddressShape(_ text: String) -> Bool {
-        let utf8 = text.utf8
+        var text = text
+        return text.withUTF8 { hasAddressShape(UnsafeRawBufferPointer($0)) }
+    }
+
+    private static func hasAddressShape(_ utf8: UnsafeRawBufferPointer) -> Bool {
         guard !utf8.isEmpty, utf8.count <= maxTextBytes else { return false }
         return utf8.allSatisfy { byte in
             switch byte {

@@ -26,20 +26,50 @@ public struct Secret: Sendable {
     }
 
     /// Whether `text` has the shape of a secret we issue, so obviously mangled input never reaches the database.
-    /// (A plain loop over the text's contiguous bytes: this runs on every `session` call.)
     public static func isWellFormed(_ text: String) -> Bool {
         var text = text
-        return text.withUTF8 { bytes in
-            guard bytes.count == textLength else { return false }
-            for byte in bytes where !Base64URL.isAlphabetByte(byte) { return false }
-            return true
-        }
+        return text.withUTF8 { isWellFormed(UnsafeRawBufferPointer($0)) }
+    }
+
+    /// The same for a secret's UTF-8 bytes (the request line's own, on the cached `session` path).
+    public static func isWellFormed(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard bytes.count == textLength else { return false }
+        for byte in bytes where !Base64URL.isAlphabetByte(byte) { return false }
+        return true
     }
 
     /// A short, non-reversible correlation handle for logs (first 8 hex digits of the hash).
     public static func logHandle(of text: String) -> String {
         hex(hash(of: text).prefix(4))
     }
+}
+
+/// A secret's SHA-256 as four words: what the session cache looks sessions up by, made from the
+/// text's bytes with no array on the way (the cached `session` path runs once per page view).
+public struct SecretHash: Sendable, Equatable {
+    public let words: (UInt64, UInt64, UInt64, UInt64)
+
+    /// SHA-256 of a secret's text, as `Secret.hash(of:)` gives it in bytes.
+    public init(ofText bytes: UnsafeRawBufferPointer) {
+        var hasher = SHA256()
+        hasher.update(bufferPointer: bytes)
+        words = hasher.finalize().withUnsafeBytes(Self.words(of:))
+    }
+
+    /// A hash in bytes (32 of them, else nil).
+    public init?(_ hash: [UInt8]) {
+        guard hash.count == 32 else { return nil }
+        words = hash.withUnsafeBytes(Self.words(of:))
+    }
+
+    public var bytes: [UInt8] { withUnsafeBytes(of: words) { Array($0) } }
+
+    private static func words(of raw: UnsafeRawBufferPointer) -> (UInt64, UInt64, UInt64, UInt64) {
+        (raw.loadUnaligned(fromByteOffset: 0, as: UInt64.self), raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self),
+         raw.loadUnaligned(fromByteOffset: 16, as: UInt64.self), raw.loadUnaligned(fromByteOffset: 24, as: UInt64.self))
+    }
+
+    public static func == (a: SecretHash, b: SecretHash) -> Bool { a.words == b.words }
 }
 
 /// Lower-case hexadecimal of bytes.

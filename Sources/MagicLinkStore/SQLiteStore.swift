@@ -54,7 +54,7 @@ public final class SQLiteStore: AuthStore, @unchecked Sendable {
         WriterChanges.uninstall(from: writer)
     }
 
-    public func cachedSession(hash: [UInt8], usable: (CachedSession) -> Bool) -> CachedSession? {
+    public func cachedSession(hash: SecretHash, usable: (CachedSession) -> Bool) -> CachedSession? {
         sessionCache?.lookup(hash, usable: usable)
     }
 

@@ -25,12 +25,11 @@ final class SessionCache: @unchecked Sendable {
     struct Key: Equatable {
         let words: (UInt64, UInt64, UInt64, UInt64)
 
+        init(_ hash: SecretHash) { words = hash.words }
+
         init?(_ hash: [UInt8]) {
-            guard hash.count == 32 else { return nil }
-            words = hash.withUnsafeBytes { raw in
-                (raw.loadUnaligned(fromByteOffset: 0, as: UInt64.self), raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self),
-                 raw.loadUnaligned(fromByteOffset: 16, as: UInt64.self), raw.loadUnaligned(fromByteOffset: 24, as: UInt64.self))
-            }
+            guard let hash = SecretHash(hash) else { return nil }
+            words = hash.words
         }
 
         static func == (a: Key, b: Key) -> Bool { a.words == b.words }
@@ -154,9 +153,17 @@ final class SessionCache: @unchecked Sendable {
     /// The session, if held, `usable`, and the database has not moved since the last
     /// reconciliation. Counts a hit or a miss.
     func lookup(_ hash: [UInt8], usable: (CachedSession) -> Bool = { _ in true }) -> CachedSession? {
+        guard let hash = SecretHash(hash) else {
+            lock.withLock { misses &+= 1 }
+            return nil
+        }
+        return lookup(hash, usable: usable)
+    }
+
+    func lookup(_ hash: SecretHash, usable: (CachedSession) -> Bool = { _ in true }) -> CachedSession? {
         let key = Key(hash)
         return lock.withLock {
-            guard let key, counter.state == current, let slot = contents.find(key) else {
+            guard counter.state == current, let slot = contents.find(key) else {
                 misses &+= 1
                 return nil
             }

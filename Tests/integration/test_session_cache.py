@@ -5,7 +5,7 @@ see it."""
 
 import sqlite3
 
-from conftest import err, ok, sha256, unique_email
+from conftest import err, ok, parse_reply_line, sha256, unique_email
 
 
 def warm(client, session: str, times: int = 3) -> dict:
@@ -184,3 +184,49 @@ def test_the_daemon_keeps_sqlites_lock_on_the_wal_index(daemon, client):
         assert pid == daemon.proc.pid
     finally:
         os.close(fd)
+
+
+def test_every_spelling_of_a_session_request_gets_the_same_reply(daemon, client):
+    """A plain `session` line is answered from its own bytes (no JSON tree); any other spelling
+    of the same request goes through the general decoder. Both must give the same bytes back,
+    for a held session and for one the cache does not hold, and the same errors."""
+    a = daemon.login(unique_email("spelling"), client)
+    s = a["session"]
+    escaped = "".join(f"\\u{ord(ch):04x}" for ch in s[:3]) + s[3:]
+    spellings = [
+        f'{{"id":7,"op":"session","params":{{"session":"{s}","ip":"192.0.2.9"}}}}',
+        f' {{ "params" : {{ "ip" : "192.0.2.9" , "session" : "{s}" }} , "op" : "session" , "id" : 7 }}\r',
+        f'{{"id":7,"op":"session","params":{{"session":"{escaped}","ip":"192.0.2.9"}}}}',
+        f'{{"id":7,"op":"se\\u0073sion","params":{{"session":"{s}","ip":"192.0.2.9"}}}}',
+        f'{{"id":7,"op":"session","params":{{"session":"{s}","ip":"192.0.2.9"}},"extra":[1,{{"x":null}}]}}',
+        f'{{"id":7,"op":"session","params":{{"session":"{s}","ip":"192.0.2.9","app":null}}}}',
+        f'{{"id":7,"op":"session",\n"params":{{"session":"{s}","ip":"192.0.2.9"}}}}'.replace("\n", "\t\r "),
+    ]
+
+    def replies():
+        out = []
+        for line in spellings:
+            client.send(line.encode() + b"\n")
+            out.append(client.read_line())
+        return out
+
+    cold_or_warm = replies()
+    warm(client, s)
+    hot = replies()
+    assert len(set(hot)) == 1, hot
+    assert set(cold_or_warm) == set(hot), (cold_or_warm, hot)
+    assert parse_reply_line(hot[0])["result"]["user"]["id"] == a["user"]["id"]
+
+    # Refusals alike: a bad ip, an id out of range, a duplicate member.
+    for bad, code in [
+        (f'{{"id":7,"op":"session","params":{{"session":"{s}","ip":"nope"}}}}', "invalid_request"),
+        (f'{{"id":9007199254740992,"op":"session","params":{{"session":"{s}"}}}}', "invalid_request"),
+        (f'{{"id":7,"op":"session","params":{{"session":"{s}","session":"{s}"}}}}', "invalid_request"),
+        (f'{{"id":7,"op":"session","params":{{"session":"{s}","app":"nope"}}}}', "invalid_request"),
+    ]:
+        client.send(bad.encode() + b"\n")
+        err(parse_reply_line(client.read_line()), code)
+    ok(client.call("logout", {"session": s}))
+    for line in spellings[:2]:
+        client.send(line.encode() + b"\n")
+        err(parse_reply_line(client.read_line()), "invalid_session")
