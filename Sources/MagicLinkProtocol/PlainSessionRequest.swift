@@ -192,10 +192,18 @@ private enum Key {
         switch text.count {
         case 2 where text[0] == UInt8(ascii: "i"): self = text[1] == UInt8(ascii: "d") ? .id : text[1] == UInt8(ascii: "p") ? .ip : .other
         case 2 where text[0] == UInt8(ascii: "o") && text[1] == UInt8(ascii: "p"): self = .op
-        case 3 where text.elementsEqual("app".utf8): self = .app
-        case 6 where text.elementsEqual("params".utf8): self = .params
-        case 7 where text.elementsEqual("session".utf8): self = .session
+        case 3 where Self.equal(text, "app"): self = .app
+        case 6 where Self.equal(text, "params"): self = .params
+        case 7 where Self.equal(text, "session"): self = .session
         default: self = .other
         }
+    }
+
+    /// Byte by byte (`elementsEqual` against a string's UTF-8 view took the slow generic path).
+    private static func equal(_ text: UnsafeRawBufferPointer, _ name: StaticString) -> Bool {
+        guard text.count == name.utf8CodeUnitCount else { return false }
+        let expected = name.utf8Start
+        for index in 0..<text.count where text[index] != expected[index] { return false }
+        return true
     }
 }

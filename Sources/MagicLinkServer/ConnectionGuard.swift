@@ -91,8 +91,16 @@ final class ConnectionGuard: ChannelDuplexHandler {
         self.context = context
     }
 
-    /// The event loop's clock (virtual in tests with an embedded loop).
-    private var now: NIODeadline { context?.eventLoop.now ?? .now() }
+    /// The event loop's clock (virtual in tests with an embedded loop). While a read is served,
+    /// its replies share the first reading: the rules count seconds, and two clock reads were a
+    /// measurable part of a cached `session`.
+    private var now: NIODeadline {
+        if let clockInRead { return clockInRead }
+        let reading = context?.eventLoop.now ?? .now()
+        if delivering { clockInRead = reading }
+        return reading
+    }
+    private var clockInRead: NIODeadline?
 
     func handlerRemoved(context: ChannelHandlerContext) {
         cancelTimer()
@@ -123,6 +131,7 @@ final class ConnectionGuard: ChannelDuplexHandler {
         delivering = true
         let (endedLine, stillServed) = deliverLines(from: &bytes, context: context)
         delivering = false
+        clockInRead = nil
         reentrantBytes = nil
         guard stillServed else {
             closing = true  // chosen to make room while idle: nothing is served, the close is on its way

@@ -57,7 +57,13 @@ final class RequestHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closed, !inputDone else { return }
-        queue.append(.line(unwrapInboundIn(data)))
+        let line = unwrapInboundIn(data)
+        // The usual case, one line at a time: served without a trip through the queue.
+        if queue.isEmpty, !busy, context.channel.isWritable {
+            serve(.line(line), context: context)
+        } else {
+            queue.append(.line(line))
+        }
         serveNext(context: context)
     }
 
@@ -109,42 +115,7 @@ final class RequestHandler: ChannelDuplexHandler {
     /// or the connection ends.
     private func serveNext(context: ChannelHandlerContext) {
         while !busy, !closed, context.channel.isWritable, let item = queue.popFirst() {
-            switch item {
-            case .end:
-                close(context: context)
-            case .tooLarge:
-                reply(dispatcher.tooLargeReply(), context: context)
-                close(context: context)
-            case .line(let line):
-                guard registry.markBusy(slot) else {
-                    // Read but not started when shutdown began: say so, then close.
-                    reply(Envelope.failure(id: .null, error: WireError(.unavailable, "The daemon is shutting down; try again shortly.")),
-                          context: context)
-                    close(context: context)
-                    return
-                }
-                if line.readableBytes > dispatcher.maxLineBytes {
-                    reply(dispatcher.tooLargeReply(), context: context)
-                    close(context: context)
-                    return
-                }
-                switch dispatcher.prepare(line) {
-                case .answered(let answer):
-                    reply(answer, context: context)
-                    if !registry.markIdle(slot) { shutdownSeen = true }
-                case .session(let request):
-                    busy = true
-                    registry.requestStarted()
-                    let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
-                    dispatcher.replySession(request) { answer in
-                        bound.eventLoop.execute { bound.value.handler.finish(answer, context: bound.value.context) }
-                    }
-                case .request(let request):
-                    busy = true
-                    registry.requestStarted()
-                    dispatch(request, context: context)
-                }
-            }
+            serve(item, context: context)
         }
         guard !closed else { return }
         if !busy, queue.isEmpty, shutdownSeen {
@@ -154,6 +125,46 @@ final class RequestHandler: ChannelDuplexHandler {
         if heldRead, queue.count < maximumQueued, context.channel.isWritable, !inputDone {
             heldRead = false
             context.read()
+        }
+    }
+
+    /// Answers one item, or starts its answer and marks the handler busy until `finish`.
+    private func serve(_ item: Item, context: ChannelHandlerContext) {
+        switch item {
+        case .end:
+            close(context: context)
+        case .tooLarge:
+            reply(dispatcher.tooLargeReply(), context: context)
+            close(context: context)
+        case .line(let line):
+            guard registry.markBusy(slot) else {
+                // Read but not started when shutdown began: say so, then close.
+                reply(Envelope.failure(id: .null, error: WireError(.unavailable, "The daemon is shutting down; try again shortly.")),
+                      context: context)
+                close(context: context)
+                return
+            }
+            if line.readableBytes > dispatcher.maxLineBytes {
+                reply(dispatcher.tooLargeReply(), context: context)
+                close(context: context)
+                return
+            }
+            switch dispatcher.prepare(line) {
+            case .answered(let answer):
+                reply(answer, context: context)
+                if !registry.markIdle(slot) { shutdownSeen = true }
+            case .session(let request):
+                busy = true
+                registry.requestStarted()
+                let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
+                dispatcher.replySession(request) { answer in
+                    bound.eventLoop.execute { bound.value.handler.finish(answer, context: bound.value.context) }
+                }
+            case .request(let request):
+                busy = true
+                registry.requestStarted()
+                dispatch(request, context: context)
+            }
         }
     }
 

@@ -185,20 +185,29 @@ struct Statement {
     }
 }
 
-/// A plain mutex for the store's connection hand-off.
+/// A plain mutex for the store's connection hand-off and the session cache. The mutex lives at
+/// an address of its own: `&` on a stored property would be a formal access (a run-time
+/// exclusivity check on every lock, on the cached `session` path) and need not be stable.
 final class Lock: @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
-    init() { pthread_mutex_init(&mutex, nil) }
-    deinit { pthread_mutex_destroy(&mutex) }
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    init() {
+        mutex = .allocate(capacity: 1)
+        mutex.initialize(to: pthread_mutex_t())
+        pthread_mutex_init(mutex, nil)
+    }
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
     func withLock<T>(_ body: () throws -> T) rethrows -> T {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
         return try body()
     }
     /// Runs `body` only if the lock is free right now.
     func ifAvailable(_ body: () -> Void) {
-        guard pthread_mutex_trylock(&mutex) == 0 else { return }
-        defer { pthread_mutex_unlock(&mutex) }
+        guard pthread_mutex_trylock(mutex) == 0 else { return }
+        defer { pthread_mutex_unlock(mutex) }
         body()
     }
 }

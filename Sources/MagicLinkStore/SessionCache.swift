@@ -125,12 +125,15 @@ final class SessionCache: @unchecked Sendable {
     private let lock = Lock()
     private let counter: WALCommitCounter
     let capacity: Int
-    private var contents = Contents()
-    private var generation: UInt64 = 0
-    private var current: WALCommitCounter.State
-    private var randomState: UInt64 = 0x9E37_79B9_7F4A_7C15
-    private var hits: UInt64 = 0
-    private var misses: UInt64 = 0
+    // Touched only under `lock`, and no access to one of them spans a call that could touch it
+    // again: the run-time exclusivity checks (a thread-local look-up per access, on every cached
+    // `session`) could never fire.
+    @exclusivity(unchecked) private var contents = Contents()
+    @exclusivity(unchecked) private var generation: UInt64 = 0
+    @exclusivity(unchecked) private var current: WALCommitCounter.State
+    @exclusivity(unchecked) private var randomState: UInt64 = 0x9E37_79B9_7F4A_7C15
+    @exclusivity(unchecked) private var hits: UInt64 = 0
+    @exclusivity(unchecked) private var misses: UInt64 = 0
 
     init(counter: WALCommitCounter, capacity: Int) {
         self.counter = counter
