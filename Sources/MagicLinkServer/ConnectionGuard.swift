@@ -89,7 +89,12 @@ final class ConnectionGuard: ChannelDuplexHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        options = context.channel.syncOptions
     }
+
+    /// The channel's synchronous options, asked once: `flush` reads the buffered byte count
+    /// after every reply.
+    private var options: (any NIOSynchronousChannelOptions)?
 
     /// The event loop's clock (virtual in tests with an embedded loop). While a read is served,
     /// its replies share the first reading: the rules count seconds, and two clock reads were a
@@ -105,6 +110,7 @@ final class ConnectionGuard: ChannelDuplexHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         cancelTimer()
         self.context = nil
+        options = nil
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -233,7 +239,7 @@ final class ConnectionGuard: ChannelDuplexHandler {
     func flush(context: ChannelHandlerContext) {
         context.flush()
         guard untrackedWrites > 0, !closing else { return }
-        let buffered = (try? context.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 1
+        let buffered = (try? options?.getOption(.bufferedWritableBytes)) ?? 1
         let settled = untrackedWrites
         untrackedWrites = 0
         if buffered == 0 {

@@ -44,6 +44,12 @@ final class RequestHandler: ChannelDuplexHandler {
     private var shutdownSeen = false
     /// A reply was written: a close then waits until it is out, so it is not lost.
     private var wroteReply = false
+    /// The channel's writability, as its change events tell it (every change fires one, on this
+    /// loop, the moment it happens): asking the channel took a call through its existential and
+    /// a retain, three times per request.
+    private var writable = true
+    /// The channels' allocator (the daemon never sets another).
+    private let allocator = ByteBufferAllocator()
 
     init(slot: ConnectionRegistry.Slot, peer: PeerCredentials, dispatcher: Dispatcher, registry: ConnectionRegistry, logger: Logger,
          maximumQueued: Int = 128) {
@@ -59,7 +65,7 @@ final class RequestHandler: ChannelDuplexHandler {
         guard !closed, !inputDone else { return }
         let line = unwrapInboundIn(data)
         // The usual case, one line at a time: served without a trip through the queue.
-        if queue.isEmpty, !busy, context.channel.isWritable {
+        if queue.isEmpty, !busy, writable {
             serve(.line(line), context: context)
         } else {
             queue.append(.line(line))
@@ -99,7 +105,7 @@ final class RequestHandler: ChannelDuplexHandler {
         // Held while lines wait, while replies wait for the client to read them (so a client
         // that pipelines without reading fills its own buffers, not ours), and once input is
         // done (nothing after an over-long line is read).
-        if queue.count >= maximumQueued || !context.channel.isWritable || inputDone {
+        if queue.count >= maximumQueued || !writable || inputDone {
             heldRead = true
         } else {
             context.read()
@@ -107,14 +113,15 @@ final class RequestHandler: ChannelDuplexHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { serveNext(context: context) }
+        writable = context.channel.isWritable
+        if writable { serveNext(context: context) }
         context.fireChannelWritabilityChanged()
     }
 
     /// Takes queued lines until one needs the dispatcher, the client must read replies first,
     /// or the connection ends.
     private func serveNext(context: ChannelHandlerContext) {
-        while !busy, !closed, context.channel.isWritable, let item = queue.popFirst() {
+        while !busy, !closed, writable, let item = queue.popFirst() {
             serve(item, context: context)
         }
         guard !closed else { return }
@@ -122,7 +129,7 @@ final class RequestHandler: ChannelDuplexHandler {
             close(context: context)  // answered what was in hand; nothing waits
             return
         }
-        if heldRead, queue.count < maximumQueued, context.channel.isWritable, !inputDone {
+        if heldRead, queue.count < maximumQueued, writable, !inputDone {
             heldRead = false
             context.read()
         }
@@ -195,7 +202,7 @@ final class RequestHandler: ChannelDuplexHandler {
     }
 
     private func reply(_ bytes: [UInt8], context: ChannelHandlerContext) {
-        var buffer = context.channel.allocator.buffer(capacity: bytes.count)
+        var buffer = allocator.buffer(capacity: bytes.count)
         buffer.writeBytes(bytes)
         context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
         wroteReply = true
