@@ -98,7 +98,9 @@ final class ConnectionGuard: ChannelDuplexHandler {
 
     /// The event loop's clock (virtual in tests with an embedded loop). While a read is served,
     /// its replies share the first reading: the rules count seconds, and two clock reads were a
-    /// measurable part of a cached `session`.
+    /// measurable part of a cached `session`. The write and idle timers may then run early by
+    /// the time one read takes to serve (microseconds; a full read of pipelined lines answered
+    /// at once, milliseconds), never late; the line timer reads the clock after the read.
     private var now: NIODeadline {
         if let clockInRead { return clockInRead }
         let reading = context?.eventLoop.now ?? .now()

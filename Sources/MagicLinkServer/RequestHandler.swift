@@ -46,7 +46,8 @@ final class RequestHandler: ChannelDuplexHandler {
     private var wroteReply = false
     /// The channel's writability, as its change events tell it (every change fires one, on this
     /// loop, the moment it happens): asking the channel took a call through its existential and
-    /// a retain, three times per request.
+    /// a retain, three times per request. `ConnectionGuard`, before this handler, passes the
+    /// events on untouched; a handler put in front of it must too, or a connection could stall.
     private var writable = true
     /// The channels' allocator (the daemon never sets another).
     private let allocator = ByteBufferAllocator()

@@ -97,14 +97,16 @@ final class PlainSessionRequestTests: XCTestCase {
         }
     }
 
-    func testJSONTestSuiteFilesAgreeWithTheDecoder() throws {
+    /// None of the suite's documents is a `session` request, so the scanner must take none of
+    /// them (and read none out of bounds: they include truncated and malformed input of every kind).
+    func testJSONTestSuiteFilesAreLeftToTheDecoder() throws {
         let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("../shared/conformance/JSONTestSuite/test_parsing").standardizedFileURL
         let names = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".json") }
         XCTAssertGreaterThan(names.count, 300, "JSONTestSuite is part of every checkout's surroundings")
         for name in names {
             let bytes = try [UInt8](Data(contentsOf: directory.appendingPathComponent(name)))
-            assertAgreement(bytes, name)
+            XCTAssertFalse(assertAgreement(bytes, name), "\(name) is not a session request")
         }
     }
 
@@ -116,7 +118,7 @@ final class PlainSessionRequestTests: XCTestCase {
             #"{ "params" : { "session" : "s" , "ip" : null } , "op" : "session" , "id" : "a" }"#,
             #"{"id":-5,"op":"session","params":{"app":null,"session":"s"}}"#,
         ]
-        let alphabet: [UInt8] = Array(#"{}[]:,"\ -+.eE019nultrfa"#.utf8) + [0x00, 0x09, 0x0A, 0x0D, 0x1F, 0x7F, 0x80, 0xC3, 0xFF]
+        let alphabet: [UInt8] = Array(#"{}[]:,"\ -+.eE019nultrfaidpos"#.utf8) + [0x00, 0x09, 0x0A, 0x0D, 0x1F, 0x7F, 0x80, 0xC3, 0xFF]
         var taken = 0
         var checked = 0
         func check(_ bytes: [UInt8]) {

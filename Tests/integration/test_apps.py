@@ -48,6 +48,30 @@ def test_hello_lists_the_apps_and_ops_need_one(two_apps):
         err(c.call("start", {"email": unique_email("x"), "app": 7}), "invalid_request", field="params.app")
 
 
+def test_a_held_session_answers_for_its_own_app_only(two_apps):
+    """A plain `session` line is answered from memory with its app found by the bytes of
+    `params.app`: with two apps the app must still be named, and be the session's own."""
+    with two_apps.client() as c:
+        who = unique_email("held")
+        flow = ok(c.call("start", {"email": who, "app": "shop"}))["flow"]
+        _, token = two_apps.wait_for_mail(who)
+        login = ok(c.call("callback", {"token": token, "flow": flow, "app": "shop"}))
+        s = login["session"]
+        for _ in range(3):
+            assert ok(c.call("session", {"session": s, "app": "shop"}))["user"]["id"] == login["user"]["id"]
+        before = ok(c.call("admin_status"))["session_cache"]
+        for _ in range(4):
+            assert ok(c.call("session", {"session": s, "app": "shop"}))["user"]["id"] == login["user"]["id"]
+        after = ok(c.call("admin_status"))["session_cache"]
+        assert after["hits"] - before["hits"] >= 3, (before, after)
+        err(c.call("session", {"session": s, "app": "wiki"}), "invalid_session")
+        err(c.call("session", {"session": s}), "invalid_request", field="params.app")
+        err(c.call("session", {"session": s, "app": None}), "invalid_request", field="params.app")
+        err(c.call("session", {"session": s, "app": "blog"}), "invalid_request", field="params.app")
+        err(c.call("session", {"session": s, "app": "sho"}), "invalid_request", field="params.app")
+        assert ok(c.call("session", {"session": s, "app": "shop"}))["user"]["id"] == login["user"]["id"]
+
+
 def test_each_app_mails_its_own_link_from_its_own_sender(two_apps):
     with two_apps.client() as c:
         who = unique_email("buyer")

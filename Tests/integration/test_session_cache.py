@@ -217,6 +217,18 @@ def test_every_spelling_of_a_session_request_gets_the_same_reply(daemon, client)
     assert set(cold_or_warm) == set(hot), (cold_or_warm, hot)
     assert parse_reply_line(hot[0])["result"]["user"]["id"] == a["user"]["id"]
 
+    # The plain spelling is answered from memory: a scanner that cut the wrong bytes out of the
+    # line would miss (and the database would still answer correctly), so count the hits: one
+    # per call, and one look at the cache per call. (A background commit landing between a
+    # commit and its reconciliation can turn one hit into a miss.)
+    before = cache_figures(daemon)
+    for _ in range(4):
+        client.send(spellings[0].encode() + b"\n")
+        assert client.read_line() == hot[0]
+    after = cache_figures(daemon)
+    assert after["hits"] - before["hits"] >= 3, (before, after)
+    assert (after["hits"] + after["misses"]) - (before["hits"] + before["misses"]) == 4, (before, after)
+
     # Refusals alike: a bad ip, an id out of range, a duplicate member.
     for bad, code in [
         (f'{{"id":7,"op":"session","params":{{"session":"{s}","ip":"nope"}}}}', "invalid_request"),
