@@ -12,10 +12,62 @@ public protocol AuthStore: Sendable {
     /// loops); nil when only the database can answer.
     /// `usable` decides whether the entry answers (live, no touch due); the store counts hits.
     func cachedSession(hash: SecretHash, usable: (CachedSession) -> Bool) -> CachedSession?
+    /// The same for the cached `session` path, without making strings: `answer` gets the user's
+    /// id and email as UTF-8 bytes that are valid only during the call. Both closures may run
+    /// under a lock of the store: they must be quick and must not call the store. Returns
+    /// whether `answer` ran.
+    func withCachedSession(hash: SecretHash, usable: (CachedSessionTimes) -> Bool, answer: (CachedSessionBytes) -> Void) -> Bool
 }
 
 extension AuthStore {
     public func cachedSession(hash: SecretHash, usable: (CachedSession) -> Bool) -> CachedSession? { nil }
+
+    /// Built on `cachedSession(hash:usable:)`, for stores that hold strings.
+    public func withCachedSession(hash: SecretHash, usable: (CachedSessionTimes) -> Bool, answer: (CachedSessionBytes) -> Void) -> Bool {
+        guard let session = cachedSession(hash: hash, usable: { session in
+            usable(CachedSessionTimes(appID: session.appID, expiresAt: session.expiresAt, idleExpiresAt: session.idleExpiresAt,
+                                      touchedAt: session.touchedAt))
+        }) else { return false }
+        var (id, email) = (session.userID, session.email)
+        id.withUTF8 { id in
+            email.withUTF8 { email in
+                answer(CachedSessionBytes(userID: UnsafeRawBufferPointer(id), email: UnsafeRawBufferPointer(email),
+                                          expiresAt: session.expiresAt, idleExpiresAt: session.idleExpiresAt))
+            }
+        }
+        return true
+    }
+}
+
+/// What decides whether a held session answers: its app and its times.
+public struct CachedSessionTimes {
+    public var appID: String
+    public var expiresAt: Int64
+    public var idleExpiresAt: Int64
+    public var touchedAt: Int64
+
+    public init(appID: String, expiresAt: Int64, idleExpiresAt: Int64, touchedAt: Int64) {
+        self.appID = appID
+        self.expiresAt = expiresAt
+        self.idleExpiresAt = idleExpiresAt
+        self.touchedAt = touchedAt
+    }
+}
+
+/// A held session's answer as bytes borrowed from the store (valid only inside the closure
+/// that receives them).
+public struct CachedSessionBytes {
+    public var userID: UnsafeRawBufferPointer
+    public var email: UnsafeRawBufferPointer
+    public var expiresAt: Int64
+    public var idleExpiresAt: Int64
+
+    public init(userID: UnsafeRawBufferPointer, email: UnsafeRawBufferPointer, expiresAt: Int64, idleExpiresAt: Int64) {
+        self.userID = userID
+        self.email = email
+        self.expiresAt = expiresAt
+        self.idleExpiresAt = idleExpiresAt
+    }
 }
 
 /// What `session` needs of a session row and its user, held in memory.

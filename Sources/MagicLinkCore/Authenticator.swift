@@ -489,18 +489,29 @@ public final class Authenticator: Sendable {
         return text.withUTF8 { text in ip.withUTF8 { ip in cachedSession(bytes: UnsafeRawBufferPointer(text), ip: UnsafeRawBufferPointer(ip)) } }
     }
 
-    /// The same for the UTF-8 bytes of `session` and `ip` (the request line's own): the event
-    /// loop answers a cached session without making a string of either.
+    /// The same for the UTF-8 bytes of `session` and `ip`.
     public func cachedSession(bytes text: UnsafeRawBufferPointer, ip: UnsafeRawBufferPointer?) -> SessionInfo? {
+        var info: SessionInfo?
+        _ = withCachedSession(bytes: text, ip: ip) { held in
+            info = SessionInfo(user: UserInfo(id: String(decoding: held.userID, as: UTF8.self), email: String(decoding: held.email, as: UTF8.self)),
+                               expiresAt: held.expiresAt, idleExpiresAt: held.idleExpiresAt)
+        }
+        return info
+    }
+
+    /// The cached answer without strings, from the UTF-8 bytes of `session` and `ip` (the
+    /// request line's own): `answer` gets the user's id and email as bytes valid only during
+    /// the call, and runs under the store's lock (so: quick, and no calls to the store). False
+    /// when only `session(_:ip:)` can answer, as for `cachedSession`.
+    public func withCachedSession(bytes text: UnsafeRawBufferPointer, ip: UnsafeRawBufferPointer?,
+                                  answer: (CachedSessionBytes) -> Void) -> Bool {
         // A malformed `ip` is refused by `session(_:ip:)`, whatever the session.
-        guard Secret.isWellFormed(text), ip.map(IPAddress.isAddress) ?? true else { return nil }
+        guard Secret.isWellFormed(text), ip.map(IPAddress.isAddress) ?? true else { return false }
         let now = time.now()
         let (appID, touchInterval) = (policy.appID, policy.sessionTouchInterval)
-        guard let cached = store.cachedSession(hash: SecretHash(ofText: text), usable: { cached in
-            cached.appID == appID && now < cached.expiresAt && now < cached.idleExpiresAt && now - cached.touchedAt < touchInterval
-        }) else { return nil }
-        return SessionInfo(user: UserInfo(id: cached.userID, email: cached.email), expiresAt: cached.expiresAt,
-                           idleExpiresAt: cached.idleExpiresAt)
+        return store.withCachedSession(hash: SecretHash(ofText: text), usable: { held in
+            held.appID == appID && now < held.expiresAt && now < held.idleExpiresAt && now - held.touchedAt < touchInterval
+        }, answer: answer)
     }
 
     private func sessionUnthrottled(_ text: String) throws -> SessionInfo {

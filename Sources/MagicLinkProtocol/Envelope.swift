@@ -95,12 +95,24 @@ public enum Envelope {
     /// app waits for skips building a `JSONObject` (same bytes as `success(id:result:)` with
     /// `sessionResult.object`).
     public static func success(id: JSONValue, sessionResult: SessionResult) -> [UInt8] {
+        var (userID, email) = (sessionResult.userID, sessionResult.email)
+        return userID.withUTF8 { userID in
+            email.withUTF8 { email in
+                success(id: id, sessionUserID: UnsafeRawBufferPointer(userID), email: UnsafeRawBufferPointer(email),
+                        expiresAt: sessionResult.expiresAt, idleExpiresAt: sessionResult.idleExpiresAt)
+            }
+        }
+    }
+
+    /// The same line from the user's id and email as UTF-8 bytes (the session cache's own).
+    public static func success(id: JSONValue, sessionUserID userID: UnsafeRawBufferPointer, email: UnsafeRawBufferPointer,
+                               expiresAt: Int64, idleExpiresAt: Int64) -> [UInt8] {
         var bytes: [UInt8] = []
-        bytes.reserveCapacity(160 + sessionResult.email.utf8.count)
+        bytes.reserveCapacity(160 + email.count)
         JSONWriter.append("{\"id\":", to: &bytes)
         id.serialize(into: &bytes)
         JSONWriter.append(",\"ok\":true,\"result\":", to: &bytes)
-        sessionResult.serialize(into: &bytes)
+        SessionResult.serialize(userID: userID, email: email, expiresAt: expiresAt, idleExpiresAt: idleExpiresAt, into: &bytes)
         JSONWriter.append("}\n", to: &bytes)
         return bytes
     }
@@ -181,10 +193,22 @@ public struct SessionResult: Sendable, Equatable {
 
     /// Appends the same JSON as `object` would serialize to.
     public func serialize(into bytes: inout [UInt8]) {
+        var (userID, email) = (self.userID, self.email)
+        userID.withUTF8 { userID in
+            email.withUTF8 { email in
+                Self.serialize(userID: UnsafeRawBufferPointer(userID), email: UnsafeRawBufferPointer(email), expiresAt: expiresAt,
+                               idleExpiresAt: idleExpiresAt, into: &bytes)
+            }
+        }
+    }
+
+    /// The same from the id's and the email's UTF-8 bytes.
+    static func serialize(userID: UnsafeRawBufferPointer, email: UnsafeRawBufferPointer, expiresAt: Int64, idleExpiresAt: Int64,
+                          into bytes: inout [UInt8]) {
         JSONWriter.append("{\"user\":{\"id\":", to: &bytes)
-        JSONWriter.appendString(userID, to: &bytes)
+        JSONWriter.appendString(utf8: userID, to: &bytes)
         JSONWriter.append(",\"email\":", to: &bytes)
-        JSONWriter.appendString(email, to: &bytes)
+        JSONWriter.appendString(utf8: email, to: &bytes)
         JSONWriter.append("},\"expires_at\":", to: &bytes)
         JSONWriter.appendInteger(expiresAt, to: &bytes)
         JSONWriter.append(",\"idle_expires_at\":", to: &bytes)

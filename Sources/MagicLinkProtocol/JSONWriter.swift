@@ -87,8 +87,13 @@ enum JSONWriter {
 
     static func appendString(_ string: String, to bytes: inout [UInt8]) {
         var string = string
+        string.withUTF8 { appendString(utf8: UnsafeRawBufferPointer($0), to: &bytes) }
+    }
+
+    /// The same for a string's UTF-8 bytes (valid UTF-8, as every Swift string's are).
+    static func appendString(utf8 raw: UnsafeRawBufferPointer, to bytes: inout [UInt8]) {
         bytes.append(UInt8(ascii: "\""))
-        string.withUTF8 { utf8 in
+        raw.withMemoryRebound(to: UInt8.self) { utf8 in
             bytes.reserveCapacity(bytes.count + utf8.count + 1)
             var runStart = 0
             var index = 0

@@ -58,6 +58,10 @@ public final class SQLiteStore: AuthStore, @unchecked Sendable {
         sessionCache?.lookup(hash, usable: usable)
     }
 
+    public func withCachedSession(hash: SecretHash, usable: (CachedSessionTimes) -> Bool, answer: (CachedSessionBytes) -> Void) -> Bool {
+        sessionCache?.withSession(hash, usable: usable, answer: answer) ?? false
+    }
+
     /// The session cache's figures, for `admin_status` (all 0 when it is off).
     public var sessionCacheStatistics: SessionCacheStatistics {
         sessionCache?.statistics ?? SessionCacheStatistics(capacity: 0, entries: 0, hits: 0, misses: 0)

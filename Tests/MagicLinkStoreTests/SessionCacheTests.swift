@@ -237,6 +237,56 @@ final class SessionCacheTests: XCTestCase {
         XCTAssertEqual(cache.userCount, 0)
     }
 
+    /// The event loop's look-up hands out the user's id and email as the bytes of one block:
+    /// the same as `lookup`'s strings (multi-byte UTF-8 too), with the same `usable` decision
+    /// and the same hit and miss counts, for users shared by sessions and after a user's slot
+    /// is reused.
+    func testTheBytesLookUpAgreesWithTheStringOne() throws {
+        let f = try fixture(capacity: 8)
+        let cache = try XCTUnwrap(f.store.sessionCache)
+        func session(_ user: String, _ email: String, _ expires: Int64) -> CachedSession {
+            CachedSession(userID: user, email: email, appID: "default", expiresAt: start + expires, idleExpiresAt: start + expires - 1,
+                          touchedAt: start)
+        }
+        func hash(_ n: UInt8) -> SecretHash { SecretHash([UInt8](repeating: n, count: 32))! }
+        func held(_ n: UInt8, appID: String = "default") -> CachedSession? {
+            var found: CachedSession?
+            let answered = cache.withSession(hash(n), usable: { $0.appID == appID }) { bytes in
+                found = CachedSession(userID: String(decoding: bytes.userID, as: UTF8.self), email: String(decoding: bytes.email, as: UTF8.self),
+                                      appID: appID, expiresAt: bytes.expiresAt, idleExpiresAt: bytes.idleExpiresAt, touchedAt: start)
+            }
+            XCTAssertEqual(answered, found != nil)
+            return found
+        }
+        let ann = session("7f1c-ann", "anna.müller@exämple.de", 10)
+        let annAgain = session("7f1c-ann", "anna.müller@exämple.de", 20)
+        let bob = session("bob", "b@example.com", 30)
+        cache.fill(hash(1).bytes, ann, generation: cache.fillGeneration())
+        cache.fill(hash(2).bytes, annAgain, generation: cache.fillGeneration())
+        cache.fill(hash(3).bytes, bob, generation: cache.fillGeneration())
+        XCTAssertEqual(cache.userCount, 2)
+        let before = cache.statistics
+        XCTAssertEqual(held(1), ann)
+        XCTAssertEqual(held(2), annAgain)
+        XCTAssertEqual(held(3), bob)
+        XCTAssertEqual(held(3), cache.lookup(hash(3).bytes))
+        XCTAssertNil(held(4), "not held")
+        XCTAssertNil(held(1, appID: "other"), "not usable")
+        let after = cache.statistics
+        XCTAssertEqual(after.hits - before.hits, 5)
+        XCTAssertEqual(after.misses - before.misses, 2)
+
+        // Ann's sessions go, her slot is reused by someone else, and each answers as itself.
+        cache.reconcile(state: cache.counterState, external: false, everything: false, changed: [hash(1).bytes, hash(2).bytes])
+        XCTAssertEqual(cache.userCount, 1)
+        let cy = session("cy", "", 40)
+        cache.fill(hash(5).bytes, cy, generation: cache.fillGeneration())
+        XCTAssertEqual(held(5), cy, "an empty email is still an email")
+        XCTAssertEqual(held(3), bob)
+        XCTAssertNil(held(1))
+        XCTAssertEqual(cache.userCount, 2)
+    }
+
     /// The table behind the cache (open addressing, entries moved on removal) against a plain
     /// dictionary, through 20,000 random fills and drops (some keys crowding into a few home
     /// slots at the end of the table), then eviction at capacity.
