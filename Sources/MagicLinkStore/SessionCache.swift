@@ -173,8 +173,9 @@ final class SessionCache: @unchecked Sendable {
     private let counter: WALCommitCounter
     let capacity: Int
     // Touched only under `lock`, and no access to one of them spans a call that could touch it
-    // again: the run-time exclusivity checks (a thread-local look-up per access, on every cached
-    // `session`) could never fire.
+    // again (the closures `lookup` and `withSession` call under the lock must not call the
+    // cache: the lock is not recursive, so they would deadlock first): the run-time exclusivity
+    // checks (a thread-local look-up per access, on every cached `session`) could never fire.
     @exclusivity(unchecked) private var contents = Contents()
     @exclusivity(unchecked) private var generation: UInt64 = 0
     @exclusivity(unchecked) private var current: WALCommitCounter.State

@@ -276,6 +276,20 @@ final class SessionCacheTests: XCTestCase {
         XCTAssertEqual(after.hits - before.hits, 5)
         XCTAssertEqual(after.misses - before.misses, 2)
 
+        XCTAssertEqual(cache.lookup(hash(1).bytes), ann, "the string look-up decodes the same block")
+
+        // Ids that share a prefix are different users; a session refilled for another user
+        // answers as that user.
+        cache.fill(hash(6).bytes, session("ab", "ab@example.com", 50), generation: cache.fillGeneration())
+        cache.fill(hash(7).bytes, session("abc", "abc@example.com", 60), generation: cache.fillGeneration())
+        XCTAssertEqual(held(6), session("ab", "ab@example.com", 50))
+        XCTAssertEqual(held(7), session("abc", "abc@example.com", 60))
+        XCTAssertEqual(cache.userCount, 4)
+        cache.fill(hash(7).bytes, session("ab", "ab@example.com", 70), generation: cache.fillGeneration())
+        XCTAssertEqual(held(7), session("ab", "ab@example.com", 70))
+        XCTAssertEqual(cache.userCount, 3, "abc went with its last session")
+        cache.reconcile(state: cache.counterState, external: false, everything: false, changed: [hash(6).bytes, hash(7).bytes])
+
         // Ann's sessions go, her slot is reused by someone else, and each answers as itself.
         cache.reconcile(state: cache.counterState, external: false, everything: false, changed: [hash(1).bytes, hash(2).bytes])
         XCTAssertEqual(cache.userCount, 1)
