@@ -34,8 +34,13 @@ public struct Secret: Sendable {
     /// The same for a secret's UTF-8 bytes (the request line's own, on the cached `session` path).
     public static func isWellFormed(_ bytes: UnsafeRawBufferPointer) -> Bool {
         guard bytes.count == textLength else { return false }
-        for byte in bytes where !Base64URL.isAlphabetByte(byte) { return false }
-        return true
+        // Without a branch per byte: the text is random, so which range each byte falls in was
+        // a mispredicted branch per byte or so (a few percent of a cached `session`).
+        return Base64URL.outsideAlphabet.withUnsafeBufferPointer { outsideAlphabet in
+            var outside: UInt8 = 0
+            for byte in bytes { outside |= outsideAlphabet[Int(byte)] }
+            return outside == 0
+        }
     }
 
     /// A short, non-reversible correlation handle for logs (first 8 hex digits of the hash).
@@ -88,6 +93,9 @@ public enum Base64URL {
     public static func encode(_ bytes: [UInt8]) -> String {
         Base64.encodeToString(bytes: bytes, options: [.base64UrlAlphabet, .omitPaddingCharacter])
     }
+
+    /// 1 for each byte value outside the alphabet, 0 for those in it.
+    static let outsideAlphabet: [UInt8] = (0...255).map { isAlphabetByte(UInt8($0)) ? 0 : 1 }
 
     static func isAlphabetByte(_ byte: UInt8) -> Bool {
         switch byte {

@@ -36,39 +36,43 @@ final class ConnectionGuard: ChannelDuplexHandler {
     private let peer: PeerCredentials
     private let logs: ConnectionLogs
 
-    private var context: ChannelHandlerContext?
-    private var framer: LineFramer
+    // Every stored property below is touched only on the channel's event loop, and no access
+    // to one spans a call that could reach it again (the framer's `next` calls nothing, and
+    // lines and replies pass between handlers outside any access): the run-time exclusivity
+    // checks (a thread-local look-up per access, several per request) could never fire.
+    @exclusivity(unchecked) private var context: ChannelHandlerContext?
+    @exclusivity(unchecked) private var framer: LineFramer
     /// The line being received passed the limit: nothing more is read or handed on.
-    private var overflowed = false
+    @exclusivity(unchecked) private var overflowed = false
     /// Set while `channelRead` hands lines on: the connection stays busy in the registry until
     /// the whole read is served (a newcomer cannot evict it between two pipelined lines), and a
     /// read that arrives re-entrantly meanwhile waits in `reentrantBytes` for the rest.
-    private var delivering = false
-    private var reentrantBytes: ByteBuffer?
+    @exclusivity(unchecked) private var delivering = false
+    @exclusivity(unchecked) private var reentrantBytes: ByteBuffer?
     /// Request lines read whose reply is not yet written to the socket.
-    private var unanswered = 0
+    @exclusivity(unchecked) private var unanswered = 0
     /// Writes of reply lines handed on and not yet completed.
-    private var outstandingWrites = 0
+    @exclusivity(unchecked) private var outstandingWrites = 0
     /// Of `outstandingWrites`, those handed on without a promise (all, unless the client is slow
     /// to read): a flush that leaves nothing buffered completes them; otherwise one empty write
     /// with a promise, after them, tells when they are done.
-    private var untrackedWrites = 0
+    @exclusivity(unchecked) private var untrackedWrites = 0
     /// Set while writes are buffered in the channel after a flush: every reply then gets a
     /// promise, so progress is seen reply by reply until the buffer drains.
-    private var clientSlow = false
-    private var idleSince: NIODeadline
-    private var lineStartedAt: NIODeadline
-    private var lastWriteProgress: NIODeadline
+    @exclusivity(unchecked) private var clientSlow = false
+    @exclusivity(unchecked) private var idleSince: NIODeadline
+    @exclusivity(unchecked) private var lineStartedAt: NIODeadline
+    @exclusivity(unchecked) private var lastWriteProgress: NIODeadline
     /// A read is requested from the socket: the server wants the client's bytes.
-    private var reading = false
-    private var readingStoppedAt: NIODeadline?
+    @exclusivity(unchecked) private var reading = false
+    @exclusivity(unchecked) private var readingStoppedAt: NIODeadline?
     /// The line being received ran out of time: the answers before it are written, then the
     /// timeout reply, then the connection closes.
-    private var timedOut = false
-    private var closing = false
-    private var activity: ConnectionActivity
-    private var timer: Scheduled<Void>?
-    private var timerDeadline: NIODeadline?
+    @exclusivity(unchecked) private var timedOut = false
+    @exclusivity(unchecked) private var closing = false
+    @exclusivity(unchecked) private var activity: ConnectionActivity
+    @exclusivity(unchecked) private var timer: Scheduled<Void>?
+    @exclusivity(unchecked) private var timerDeadline: NIODeadline?
 
     /// `now` is the event loop's clock (`EventLoop.now`), which every later reading uses too.
     init(slot: ConnectionRegistry.Slot, registry: ConnectionRegistry, policy: ConnectionPolicy, peer: PeerCredentials, logs: ConnectionLogs,
@@ -94,7 +98,7 @@ final class ConnectionGuard: ChannelDuplexHandler {
 
     /// The channel's synchronous options, asked once: `flush` reads the buffered byte count
     /// after every reply.
-    private var options: (any NIOSynchronousChannelOptions)?
+    @exclusivity(unchecked) private var options: (any NIOSynchronousChannelOptions)?
 
     /// The event loop's clock (virtual in tests with an embedded loop). While a read is served,
     /// its replies share the first reading: the rules count seconds, and two clock reads were a
@@ -107,7 +111,7 @@ final class ConnectionGuard: ChannelDuplexHandler {
         if delivering { clockInRead = reading }
         return reading
     }
-    private var clockInRead: NIODeadline?
+    @exclusivity(unchecked) private var clockInRead: NIODeadline?
 
     func handlerRemoved(context: ChannelHandlerContext) {
         cancelTimer()

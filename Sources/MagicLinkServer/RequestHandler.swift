@@ -34,21 +34,24 @@ final class RequestHandler: ChannelDuplexHandler {
     let logger: Logger
     let maximumQueued: Int
 
-    private var queue = CircularBuffer<Item>()
-    private var busy = false
-    private var closed = false
-    private var heldRead = false
+    // Touched only on the channel's event loop, and no access spans a call that could reach
+    // the property again: the run-time exclusivity checks could never fire (as in
+    // `ConnectionGuard`).
+    @exclusivity(unchecked) private var queue = CircularBuffer<Item>()
+    @exclusivity(unchecked) private var busy = false
+    @exclusivity(unchecked) private var closed = false
+    @exclusivity(unchecked) private var heldRead = false
     /// Nothing more is read: the client closed its side or a line overflowed.
-    private var inputDone = false
+    @exclusivity(unchecked) private var inputDone = false
     /// The registry said shutdown has begun: close as soon as nothing is in hand.
-    private var shutdownSeen = false
+    @exclusivity(unchecked) private var shutdownSeen = false
     /// A reply was written: a close then waits until it is out, so it is not lost.
-    private var wroteReply = false
+    @exclusivity(unchecked) private var wroteReply = false
     /// The channel's writability, as its change events tell it (every change fires one, on this
     /// loop, the moment it happens): asking the channel took a call through its existential and
     /// a retain, three times per request. `ConnectionGuard`, before this handler, passes the
     /// events on untouched; a handler put in front of it must too, or a connection could stall.
-    private var writable = true
+    @exclusivity(unchecked) private var writable = true
     /// The channels' allocator (the daemon never sets another).
     private let allocator = ByteBufferAllocator()
 

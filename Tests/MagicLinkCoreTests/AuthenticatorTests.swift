@@ -356,6 +356,16 @@ final class SecretTests: XCTestCase {
         XCTAssertFalse(Secret.isWellFormed(String(repeating: "A", count: 41) + "é"))
         XCTAssertFalse(Secret.isWellFormed(String(repeating: "A", count: 42) + "\u{0}"))
         XCTAssertFalse(Secret.isWellFormed(String(repeating: "A", count: 42) + "+"))
+        // Every byte value, at every position: in only if it is one of the 64.
+        let alphabet = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
+        XCTAssertEqual(alphabet.count, 64)
+        for byte in UInt8.min...UInt8.max {
+            for position in [0, 21, 42] {
+                var text = [UInt8](repeating: UInt8(ascii: "Q"), count: 43)
+                text[position] = byte
+                XCTAssertEqual(text.withUnsafeBytes { Secret.isWellFormed($0) }, alphabet.contains(byte), "byte \(byte) at \(position)")
+            }
+        }
     }
 
     func testSystemRandomIsNotConstant() {
