@@ -109,12 +109,34 @@ public enum Envelope {
                                expiresAt: Int64, idleExpiresAt: Int64) -> [UInt8] {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(160 + email.count)
+        writeSessionSuccess(id: id, userID: userID, email: email, expiresAt: expiresAt, idleExpiresAt: idleExpiresAt, to: &bytes)
+        return bytes
+    }
+
+    /// The same line written into `buffer`, which holds at least
+    /// `sessionSuccessCapacity(id:userIDCount:emailCount:)` bytes (the cached `session` writes
+    /// its reply straight into the buffer it is sent from). Returns the line's length.
+    public static func writeSessionSuccess(id: JSONValue, sessionUserID userID: UnsafeRawBufferPointer, email: UnsafeRawBufferPointer,
+                                           expiresAt: Int64, idleExpiresAt: Int64, into buffer: UnsafeMutableRawBufferPointer) -> Int {
+        var output = JSONBufferOutput(buffer)
+        writeSessionSuccess(id: id, userID: userID, email: email, expiresAt: expiresAt, idleExpiresAt: idleExpiresAt, to: &output)
+        return output.count
+    }
+
+    /// At least the length of `session`'s success line for an id, a user id of `userIDCount`
+    /// bytes and an email of `emailCount`: every byte of a string may take six (`\u00XX`).
+    public static func sessionSuccessCapacity(id: JSONValue, userIDCount: Int, emailCount: Int) -> Int {
+        let fixed = #"{"id":,"ok":true,"result":{"user":{"id":"","email":""},"expires_at":,"idle_expires_at":}}"#.utf8.count + 1
+        return fixed + id.serializedCountBound + 6 * (userIDCount + emailCount) + 2 * 20
+    }
+
+    private static func writeSessionSuccess<Output: JSONOutput>(id: JSONValue, userID: UnsafeRawBufferPointer, email: UnsafeRawBufferPointer,
+                                                                 expiresAt: Int64, idleExpiresAt: Int64, to bytes: inout Output) {
         JSONWriter.append("{\"id\":", to: &bytes)
-        id.serialize(into: &bytes)
+        id.write(to: &bytes)
         JSONWriter.append(",\"ok\":true,\"result\":", to: &bytes)
         SessionResult.serialize(userID: userID, email: email, expiresAt: expiresAt, idleExpiresAt: idleExpiresAt, into: &bytes)
         JSONWriter.append("}\n", to: &bytes)
-        return bytes
     }
 
     /// `{"id":…,"ok":false,"error":{…}}` plus the line feed.
@@ -203,8 +225,8 @@ public struct SessionResult: Sendable, Equatable {
     }
 
     /// The same from the id's and the email's UTF-8 bytes.
-    static func serialize(userID: UnsafeRawBufferPointer, email: UnsafeRawBufferPointer, expiresAt: Int64, idleExpiresAt: Int64,
-                          into bytes: inout [UInt8]) {
+    static func serialize<Output: JSONOutput>(userID: UnsafeRawBufferPointer, email: UnsafeRawBufferPointer, expiresAt: Int64,
+                                              idleExpiresAt: Int64, into bytes: inout Output) {
         JSONWriter.append("{\"user\":{\"id\":", to: &bytes)
         JSONWriter.appendString(utf8: userID, to: &bytes)
         JSONWriter.append(",\"email\":", to: &bytes)

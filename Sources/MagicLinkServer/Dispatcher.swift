@@ -36,13 +36,16 @@ final class Dispatcher: Sendable {
         helloResultBytes = JSONValue.object(Self.helloResult(apps: apps, maxLineBytes: maxLineBytes)).serialized()
     }
 
+    /// The channels' allocator (the daemon never sets another): replies are written into its buffers.
+    let allocator = ByteBufferAllocator()
+
     /// `hello`'s result, serialized once: apps and limits only change with a restart.
     private let helloResultBytes: [UInt8]
 
     /// A request line, decoded as far as it can be without waiting.
     enum Prepared {
         /// Answered already: a line that is not a request, `hello`, or a cached live session.
-        case answered([UInt8])
+        case answered(ByteBuffer)
         /// `session`: `replySession` answers it without a task.
         case session(Request)
         case request(Request)
@@ -54,22 +57,23 @@ final class Dispatcher: Sendable {
         if let answer = line.withUnsafeReadableBytes({ answerFromCache($0, asked: &cacheAsked) }) {
             return .answered(answer)
         }
+        func answered(_ reply: [UInt8]) -> Prepared { .answered(allocator.buffer(bytes: reply)) }
         switch line.withUnsafeReadableBytes({ Envelope.decode($0, knownOps: Self.knownOps) }) {
         case .success(let request):
             switch request.op {
-            case "hello": return .answered(Envelope.success(id: request.id, serializedResult: helloResultBytes))
+            case "hello": return answered(Envelope.success(id: request.id, serializedResult: helloResultBytes))
             case "session":
                 // A live session the store holds and vouches for: answered here, on the loop.
                 if !cacheAsked, let arguments = try? sessionArguments(Params(request.params)),
                    let info = arguments.authenticator.cachedSession(arguments.session, ip: arguments.ip) {
-                    return .answered(Envelope.success(id: request.id, sessionResult: Self.sessionResult(info)))
+                    return answered(Envelope.success(id: request.id, sessionResult: Self.sessionResult(info)))
                 }
                 return .session(request)
             default: return .request(request)
             }
         case .failure(let failure):
             logger.debug("request refused", metadata: ["code": "\(failure.error.code)", "why": "\(failure.error.message)"])
-            return .answered(Envelope.failure(id: failure.id, error: failure.error))
+            return answered(Envelope.failure(id: failure.id, error: failure.error))
         }
     }
 
@@ -78,18 +82,24 @@ final class Dispatcher: Sendable {
     /// or the ip. Nil for any other line, and when the cache has no answer (`asked` then says
     /// that it was asked, so the general path does not ask again). The general path gives the
     /// same answer to such a line, only slower.
-    private func answerFromCache(_ line: UnsafeRawBufferPointer, asked: inout Bool) -> [UInt8]? {
+    private func answerFromCache(_ line: UnsafeRawBufferPointer, asked: inout Bool) -> ByteBuffer? {
         guard let request = PlainSessionRequest.scan(line),
               let authenticator = apps.authenticator(app: request.app.map { UnsafeRawBufferPointer(rebasing: line[$0]) })
         else { return nil }
         asked = true
-        var reply: [UInt8]?
+        var reply: ByteBuffer?
         let id = request.id
-        // The reply is written from the cache's own bytes, under its lock (about 100 ns).
+        // The reply is written from the cache's own bytes, under its lock (about 100 ns),
+        // straight into the buffer it is sent from.
         _ = authenticator.withCachedSession(bytes: UnsafeRawBufferPointer(rebasing: line[request.session]),
                                             ip: request.ip.map { UnsafeRawBufferPointer(rebasing: line[$0]) }) { held in
-            reply = Envelope.success(id: id, sessionUserID: held.userID, email: held.email, expiresAt: held.expiresAt,
-                                     idleExpiresAt: held.idleExpiresAt)
+            let capacity = Envelope.sessionSuccessCapacity(id: id, userIDCount: held.userID.count, emailCount: held.email.count)
+            var buffer = allocator.buffer(capacity: capacity)
+            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: capacity) { free in
+                Envelope.writeSessionSuccess(id: id, sessionUserID: held.userID, email: held.email, expiresAt: held.expiresAt,
+                                             idleExpiresAt: held.idleExpiresAt, into: free)
+            }
+            reply = buffer
         }
         return reply
     }
@@ -97,7 +107,7 @@ final class Dispatcher: Sendable {
     /// The reply (with its line feed) to one request line.
     func reply(to line: ByteBuffer, peer: PeerCredentials = .unknown) async -> [UInt8] {
         switch prepare(line) {
-        case .answered(let reply): return reply
+        case .answered(let reply): return Array(reply.readableBytesView)
         case .session(let request), .request(let request): return await reply(to: request, peer: peer)
         }
     }

@@ -206,8 +206,10 @@ final class RequestHandler: ChannelDuplexHandler {
     }
 
     private func reply(_ bytes: [UInt8], context: ChannelHandlerContext) {
-        var buffer = allocator.buffer(capacity: bytes.count)
-        buffer.writeBytes(bytes)
+        reply(allocator.buffer(bytes: bytes), context: context)
+    }
+
+    private func reply(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
         context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
         wroteReply = true
     }

@@ -29,6 +29,60 @@ final class JSONWriterTests: XCTestCase {
         }
     }
 
+    /// The reply the cached `session` writes into a buffer sized by `sessionSuccessCapacity` is
+    /// the same line, and fits, even when every byte of the strings needs the longest escape.
+    func testSessionSuccessWrittenIntoABufferIsTheSameLineAndFits() {
+        let worstStrings = [String(repeating: "\u{1}", count: 254), String(repeating: "\u{2028}", count: 80),
+                            String(repeating: "\"\\", count: 100), ""]
+        let strings = worstStrings + ["0b8a7c1e-1d2f-4a3b-9c4d-5e6f7a8b9c0d", "ä@例え.jp", "a\u{7f}\u{2029}b\t@x"]
+        let ids: [JSONValue] = [.null, .integer(0), .integer(Int64.min), .integer(Int64.max), .string(""),
+                                .string(String(repeating: "\u{0}", count: 64)), .string("req-1")]
+        var fullest = 0.0
+        for userID in strings {
+            for email in strings {
+                for id in ids {
+                    for (expiresAt, idleExpiresAt) in [(Int64.min, Int64.max), (1_800_000_000, -1)] {
+                        var (userIDText, emailText) = (userID, email)
+                        let expected = userIDText.withUTF8 { u in
+                            emailText.withUTF8 { e in
+                                Envelope.success(id: id, sessionUserID: UnsafeRawBufferPointer(u), email: UnsafeRawBufferPointer(e),
+                                                 expiresAt: expiresAt, idleExpiresAt: idleExpiresAt)
+                            }
+                        }
+                        XCTAssertEqual(expected, Envelope.success(id: id, sessionResult: SessionResult(
+                            userID: userID, email: email, expiresAt: expiresAt, idleExpiresAt: idleExpiresAt)))
+                        let capacity = Envelope.sessionSuccessCapacity(id: id, userIDCount: userID.utf8.count, emailCount: email.utf8.count)
+                        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity, alignment: 1)
+                        defer { buffer.deallocate() }
+                        let written = userIDText.withUTF8 { u in
+                            emailText.withUTF8 { e in
+                                Envelope.writeSessionSuccess(id: id, sessionUserID: UnsafeRawBufferPointer(u), email: UnsafeRawBufferPointer(e),
+                                                             expiresAt: expiresAt, idleExpiresAt: idleExpiresAt, into: buffer)
+                            }
+                        }
+                        XCTAssertEqual(Array(buffer[..<written]), expected)
+                        fullest = max(fullest, Double(written) / Double(capacity))
+                    }
+                }
+            }
+        }
+        // The bound is tight enough to mean something: the worst case comes close to it.
+        XCTAssertGreaterThan(fullest, 0.9)
+    }
+
+    /// The bound on a value's serialized length holds, and is exact for the short scalars.
+    func testSerializedCountBoundHolds() {
+        let values: [JSONValue] = [.null, .bool(true), .bool(false), .integer(Int64.min), .integer(7), .double(1e-300),
+                                   .string("\u{0}\u{2028}é\""), .array([.null, .string("x")]), .object(["k": .integer(1)])]
+        for value in values {
+            XCTAssertGreaterThanOrEqual(value.serializedCountBound, value.serialized().count, value.jsonString)
+        }
+        XCTAssertEqual(JSONValue.null.serializedCountBound, 4)
+        XCTAssertEqual(JSONValue.integer(Int64.min).serializedCountBound, JSONValue.integer(Int64.min).serialized().count)
+        XCTAssertEqual(JSONValue.string(String(repeating: "\u{1}", count: 9)).serializedCountBound,
+                       JSONValue.string(String(repeating: "\u{1}", count: 9)).serialized().count)
+    }
+
     private func assertWrites(_ value: JSONValue, _ expected: String, file: StaticString = #filePath, line: UInt = #line) {
         XCTAssertEqual(value.jsonString, expected, file: file, line: line)
         XCTAssertEqual(value.serialized(), Array(expected.utf8), file: file, line: line)
