@@ -25,6 +25,9 @@ public final class SQLiteStore: AuthStore, @unchecked Sendable {
     /// The writer's last `PRAGMA data_version`: it moves only for other connections' commits.
     private var lastDataVersion: Int64?
 
+    /// WAL pages past which the writer checkpoints (`PRAGMA wal_autocheckpoint`).
+    static let walAutocheckpointPages = 4_000
+
     /// Opens (creating when missing) and migrates the database; restricts its files to mode 0600.
     /// `sessionCacheCapacity` bounds the live sessions kept in memory (0: none).
     public init(path: String, maximumIdleReaders: Int = 4, sessionCacheCapacity: Int = 1_000_000,
@@ -34,6 +37,12 @@ public final class SQLiteStore: AuthStore, @unchecked Sendable {
         writer = try Connection(path: path)
         let journalMode = try writer.queryFirst("PRAGMA journal_mode = WAL") { $0.text(0) }
         try writer.execute("PRAGMA synchronous = FULL")
+        // The writer checkpoints after the commit that takes the WAL past this many pages, and
+        // every commit waits meanwhile (the copy into the database file, and its fsync). At
+        // 4,000 pages (16 MiB of WAL) instead of SQLite's 1,000, hot pages are copied once
+        // instead of four times and the fsync comes a quarter as often: `start` c=32 about a
+        // fifth faster on the benchmark's database, its p99 17 -> 29 ms (README, Performance).
+        try writer.execute("PRAGMA wal_autocheckpoint = \(Self.walAutocheckpointPages)")
         try writer.execute("PRAGMA foreign_keys = ON")
         _ = try Migrations.run(on: writer, now: now)
         commits = GroupCommit(connection: writer, connectionLock: writerLock)
