@@ -3,7 +3,7 @@ import Logging
 import MagicLinkCore
 import MagicLinkProtocol
 @testable import MagicLinkServer
-import MagicLinkStore
+@testable import MagicLinkStore
 import NIOCore
 import NIOPosix
 import XCTest
@@ -95,6 +95,48 @@ final class VectorTests: XCTestCase {
             return want.members.allSatisfy { isSubset($0.value, of: have[$0.key]) }
         }
         return expected == actual
+    }
+
+    /// A cached `session` is answered with a buffer written in place (change 23): its bytes are
+    /// the line `Envelope.success` makes, for the widest ids the plain-line scanner takes and
+    /// for user data that needs every kind of escape.
+    func testACachedSessionIsAnsweredWithTheSameLineWrittenInPlace() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("magiclinkd-cached-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try SQLiteStore(path: directory.appendingPathComponent("v.sqlite").path)
+        let policy = AuthPolicy(callbackURL: "https://app.example.com/auth/callback",
+                                redirects: try RedirectPolicy(allowedOrigins: ["https://app.example.com"]))
+        let authenticator = Authenticator(policy: policy, store: store, sealer: TokenSealer(keyBytes: SystemRandom().bytes(32))!)
+        let pool = NIOThreadPool(numberOfThreads: 1)
+        pool.start()
+        let dispatcher = Dispatcher(apps: AppDirectory([(id: "default", authenticator: authenticator)]), blockingPool: pool, maxLineBytes: 65_536,
+                                    logger: Logger(label: "test"), mailWakeup: MailWakeup())
+        let cache = try XCTUnwrap(store.sessionCache)
+        let now = SystemTime().now()
+        let emails = ["a@example.com", String(repeating: "\u{1}", count: 200), String(repeating: "\u{2028}", count: 90),
+                      String(repeating: "\"\\", count: 120), ""]
+        for (index, email) in emails.enumerated() {
+            // A user per email: the cache holds a user's email as its first fill had it.
+            let userID = String(repeating: "\u{0}", count: 35) + "\(index)"
+            let text = String(repeating: "A", count: 42) + String(Array("BCDEF")[index])
+            cache.fill(Secret.hash(of: text), CachedSession(userID: userID, email: email, appID: "default", expiresAt: now + 1_000,
+                                                            idleExpiresAt: now + 999, touchedAt: now), generation: cache.fillGeneration())
+            for id in ["-9007199254740991", "9007199254740991", "\"" + String(repeating: "z", count: 64) + "\"", "null"] {
+                let line = ByteBuffer(string: "{\"id\":\(id),\"op\":\"session\",\"params\":{\"session\":\"\(text)\"}}")
+                let hitsBefore = store.sessionCacheStatistics.hits
+                guard case .answered(let buffer) = dispatcher.prepare(line) else {
+                    XCTFail("email \(index) id \(id): not answered at once")
+                    continue
+                }
+                XCTAssertEqual(store.sessionCacheStatistics.hits, hitsBefore + 1, "answered from the cache")
+                let expected = Envelope.success(id: try JSONParser.parse(Array(id.utf8)), sessionResult: SessionResult(
+                    userID: userID, email: email, expiresAt: now + 1_000, idleExpiresAt: now + 999))
+                XCTAssertEqual(buffer.readerIndex, 0)
+                XCTAssertEqual(Array(buffer.readableBytesView), expected, "email \(index) id \(id)")
+            }
+        }
+        try await pool.shutdownGracefully()
     }
 
     func testAdminOpsRefuseOtherPeers() async throws {

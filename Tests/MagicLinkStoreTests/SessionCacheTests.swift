@@ -388,6 +388,94 @@ final class SessionCacheTests: XCTestCase {
             XCTAssertNil(f.auth.cachedSession(session))
         }
     }
+
+    /// Eviction, drops and full resets at every capacity from 1 up, with users shared among
+    /// sessions and keys that crowd the end of the table (probes wrap): every held session is
+    /// its newest fill, the bytes look-up agrees with the string one, and each user is held
+    /// exactly while one of their sessions is. (Sessions point at their user's block without
+    /// holding it: a user let go too early would be read after it is freed.)
+    func testEvictionAndDropsKeepEveryUserHeldExactlyWhileUsed() throws {
+        let seed = UInt64.random(in: 1...UInt64.max)
+        var generator = XorShift(seed)
+        func hash(_ n: Int) -> [UInt8] {
+            var bytes = [UInt8](repeating: 0, count: 32)
+            let word = n % 5 == 0 ? UInt64.max - UInt64(n % 16) : UInt64(n) &* 0x9E37_79B9_7F4A_7C15
+            withUnsafeBytes(of: word.littleEndian) { bytes.replaceSubrange(0..<8, with: $0) }
+            bytes[8] = UInt8(n & 0xFF)
+            bytes[9] = UInt8(n >> 8)
+            return bytes
+        }
+        // A user's email and app are the same in every fill (a changed user row drops everything).
+        func session(user: Int, version: Int) -> CachedSession {
+            CachedSession(userID: "user-\(user)", email: "user-\(user)-\(String(repeating: "x", count: user % 7))@example.com",
+                          appID: "app\(user % 3)", expiresAt: Int64(version), idleExpiresAt: Int64(version) + 1, touchedAt: 0)
+        }
+        for capacity in [1, 2, 3, 7, 64, 600, 5_000] {
+            let f = try fixture(capacity: capacity)
+            let cache = try XCTUnwrap(f.store.sessionCache)
+            var model: [Int: CachedSession] = [:]
+            func verify(_ step: Int) {
+                var held = 0
+                var users = Set<String>()
+                for n in 0..<1_500 {
+                    guard let got = cache.lookup(hash(n)) else { continue }
+                    XCTAssertEqual(got, model[n], "seed \(seed) capacity \(capacity) step \(step) key \(n)")
+                    held += 1
+                    users.insert(got.userID)
+                    var viaBytes: (String, String)?
+                    _ = cache.withSession(SecretHash(hash(n))!, usable: { $0.appID == got.appID }) { bytes in
+                        viaBytes = (String(decoding: bytes.userID, as: UTF8.self), String(decoding: bytes.email, as: UTF8.self))
+                    }
+                    XCTAssertEqual(viaBytes?.0, got.userID, "seed \(seed)")
+                    XCTAssertEqual(viaBytes?.1, got.email, "seed \(seed)")
+                }
+                XCTAssertEqual(held, cache.count, "seed \(seed) capacity \(capacity) step \(step)")
+                XCTAssertLessThanOrEqual(held, capacity)
+                XCTAssertEqual(users.count, cache.userCount, "seed \(seed) capacity \(capacity) step \(step)")
+            }
+            for step in 0..<20_000 {
+                let n = Int.random(in: 0..<1_500, using: &generator)
+                let roll = Int.random(in: 0..<1_000, using: &generator)
+                if roll < 600 {
+                    let filled = session(user: Int.random(in: 0..<40, using: &generator), version: step)
+                    cache.fill(hash(n), filled, generation: cache.fillGeneration())
+                    model[n] = filled
+                } else if roll < 995 {
+                    cache.reconcile(state: cache.counterState, external: false, everything: false, changed: [hash(n)])
+                    model[n] = nil
+                } else {
+                    cache.reconcile(state: cache.counterState, external: true, everything: false, changed: [])
+                    model.removeAll()
+                }
+                if step % 2_000 == 0 { verify(step) }
+            }
+            verify(-1)
+        }
+    }
+
+    /// With room for one session, a new session of the same user evicts the old one and keeps
+    /// the user; a session refilled for another user lets the first go.
+    func testACapacityOfOneEvictsASessionOfTheSameUserAndKeepsTheUser() throws {
+        let f = try fixture(capacity: 1)
+        let cache = try XCTUnwrap(f.store.sessionCache)
+        func session(_ user: String, _ expiresAt: Int64) -> CachedSession {
+            CachedSession(userID: user, email: "\(user)@example.com", appID: "default", expiresAt: expiresAt,
+                          idleExpiresAt: expiresAt, touchedAt: 0)
+        }
+        let (one, two, three) = ([UInt8](repeating: 1, count: 32), [UInt8](repeating: 2, count: 32), [UInt8](repeating: 3, count: 32))
+        cache.fill(one, session("ann", 1), generation: cache.fillGeneration())
+        cache.fill(two, session("ann", 2), generation: cache.fillGeneration())
+        XCTAssertEqual(cache.count, 1)
+        XCTAssertEqual(cache.userCount, 1)
+        XCTAssertNil(cache.lookup(one))
+        XCTAssertEqual(cache.lookup(two), session("ann", 2))
+        cache.fill(two, session("bob", 3), generation: cache.fillGeneration())
+        XCTAssertEqual(cache.userCount, 1, "ann went with her last session")
+        XCTAssertEqual(cache.lookup(two), session("bob", 3))
+        cache.fill(three, session("bob", 4), generation: cache.fillGeneration())
+        XCTAssertEqual(cache.lookup(three), session("bob", 4))
+        XCTAssertEqual(cache.userCount, 1)
+    }
 }
 
 final class Flag: @unchecked Sendable {
