@@ -309,16 +309,8 @@ final class SessionCacheTests: XCTestCase {
         let cache = try XCTUnwrap(f.store.sessionCache)
         let seed = UInt64.random(in: 1...UInt64.max)
         var generator = XorShift(seed)
-        func hash(_ n: Int) -> [UInt8] {
-            // The first word is the home slot: one key in ten crowds into the last 8 slots of any
-            // table (4 of them, n being even), so that probes wrap around; the others spread out.
-            var bytes = [UInt8](repeating: 0, count: 32)
-            let word = n % 10 == 0 ? UInt64.max - UInt64(n % 8) : UInt64(n) &* 0x9E37_79B9_7F4A_7C15
-            withUnsafeBytes(of: word.littleEndian) { bytes.replaceSubrange(0..<8, with: $0) }
-            bytes[8] = UInt8(n & 0xFF)
-            bytes[9] = UInt8(n >> 8)
-            return bytes
-        }
+        // One key in ten crowds into the last 8 slots of any table (4 of them, n being even).
+        func hash(_ n: Int) -> [UInt8] { crowdingHash(n, crowdEvery: 10, intoLast: 8) }
         func session(_ n: Int, _ version: Int) -> CachedSession {
             CachedSession(userID: "u\(n % 50)", email: "u\(n % 50)@example.com", appID: "default",
                           expiresAt: start + Int64(version), idleExpiresAt: start + 1, touchedAt: start)
@@ -397,14 +389,7 @@ final class SessionCacheTests: XCTestCase {
     func testEvictionAndDropsKeepEveryUserHeldExactlyWhileUsed() throws {
         let seed = UInt64.random(in: 1...UInt64.max)
         var generator = XorShift(seed)
-        func hash(_ n: Int) -> [UInt8] {
-            var bytes = [UInt8](repeating: 0, count: 32)
-            let word = n % 5 == 0 ? UInt64.max - UInt64(n % 16) : UInt64(n) &* 0x9E37_79B9_7F4A_7C15
-            withUnsafeBytes(of: word.littleEndian) { bytes.replaceSubrange(0..<8, with: $0) }
-            bytes[8] = UInt8(n & 0xFF)
-            bytes[9] = UInt8(n >> 8)
-            return bytes
-        }
+        func hash(_ n: Int) -> [UInt8] { crowdingHash(n, crowdEvery: 5, intoLast: 16) }
         // A user's email and app are the same in every fill (a changed user row drops everything).
         func session(user: Int, version: Int) -> CachedSession {
             CachedSession(userID: "user-\(user)", email: "user-\(user)-\(String(repeating: "x", count: user % 7))@example.com",
@@ -486,6 +471,18 @@ final class Flag: @unchecked Sendable {
 }
 
 /// A seeded generator, so that a failure of a randomized test can be replayed from its seed.
+/// A distinct session hash for key `n` (n < 65,536). Its first word is its home slot: one key in
+/// `crowdEvery` crowds into the last `intoLast` slots of any table, so that probes wrap around;
+/// the others spread out.
+func crowdingHash(_ n: Int, crowdEvery: Int, intoLast: Int) -> [UInt8] {
+    var bytes = [UInt8](repeating: 0, count: 32)
+    let word = n % crowdEvery == 0 ? UInt64.max - UInt64(n % intoLast) : UInt64(n) &* 0x9E37_79B9_7F4A_7C15
+    withUnsafeBytes(of: word.littleEndian) { bytes.replaceSubrange(0..<8, with: $0) }
+    bytes[8] = UInt8(n & 0xFF)
+    bytes[9] = UInt8(n >> 8)
+    return bytes
+}
+
 struct XorShift: RandomNumberGenerator {
     private var state: UInt64
     init(_ seed: UInt64) { state = seed == 0 ? 0x9E37_79B9_7F4A_7C15 : seed }
