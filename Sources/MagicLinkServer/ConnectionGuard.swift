@@ -3,8 +3,9 @@ import MagicLinkProtocol
 import NIOConcurrencyHelpers
 import NIOCore
 
-/// First handler of every served connection, on its event loop: cuts the bytes coming in into
-/// request lines (`LineFramer`) and hands on each request line, follows the replies going out,
+/// The handler of every served connection, on its event loop: cuts the bytes coming in into
+/// request lines (`LineFramer`) and hands each request line to its `RequestServer` (or, with
+/// none, as in tests of the guard alone, to the next handler), follows the replies going out,
 /// keeps the connection's activity up to date in the registry (for the capacity rule), and
 /// enforces the timers of Protocol/README.md section 1 with one scheduled task at a time:
 ///
@@ -16,8 +17,8 @@ import NIOCore
 /// - `idle_timeout` since the last reply (or the connection's start) while nothing is being
 ///   received or answered: the connection is closed.
 ///
-/// A line that grows past the limit without ending is reported to the next handler as
-/// `RequestLineTooLong` (in `errorCaught`), and nothing more is read.
+/// A line that grows past the limit without ending is reported to the server (without one, to
+/// the next handler as `RequestLineTooLong`, in `errorCaught`), and nothing more is read.
 ///
 /// Framing here instead of in a `ByteToMessageHandler` before the next handler, and learning
 /// that replies are written from the channel's buffered byte count after each flush instead of
@@ -35,10 +36,13 @@ final class ConnectionGuard: ChannelDuplexHandler {
     private let idleTimeout: TimeAmount
     private let peer: PeerCredentials
     private let logs: ConnectionLogs
+    /// Serves the lines; it writes its replies, asks for reads and closes through `writeReply`,
+    /// `readFromServer` and `closeFromServer`. Nil only in tests of the guard alone.
+    private let server: RequestServer?
 
     // Every stored property below is touched only on the channel's event loop, and no access
     // to one spans a call that could reach it again (the framer's `next` calls nothing, and
-    // lines and replies pass between handlers outside any access): the run-time exclusivity
+    // lines and replies pass to and from the server outside any access): the run-time exclusivity
     // checks (a thread-local look-up per access, several per request) could never fire.
     @exclusivity(unchecked) private var context: ChannelHandlerContext?
     @exclusivity(unchecked) private var framer: LineFramer
@@ -76,7 +80,8 @@ final class ConnectionGuard: ChannelDuplexHandler {
 
     /// `now` is the event loop's clock (`EventLoop.now`), which every later reading uses too.
     init(slot: ConnectionRegistry.Slot, registry: ConnectionRegistry, policy: ConnectionPolicy, peer: PeerCredentials, logs: ConnectionLogs,
-         maxLineBytes: Int, now: NIODeadline) {
+         maxLineBytes: Int, now: NIODeadline, server: RequestServer? = nil) {
+        self.server = server
         // One byte over the line limit leaves room for the carriage return of a line at the limit.
         self.framer = LineFramer(limit: maxLineBytes + 1)
         self.slot = slot
@@ -94,6 +99,7 @@ final class ConnectionGuard: ChannelDuplexHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         options = context.channel.syncOptions
+        server?.attach(to: self)
     }
 
     /// The channel's synchronous options, asked once: `flush` reads the buffered byte count
@@ -117,6 +123,7 @@ final class ConnectionGuard: ChannelDuplexHandler {
         cancelTimer()
         self.context = nil
         options = nil
+        server?.detach()
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -127,7 +134,17 @@ final class ConnectionGuard: ChannelDuplexHandler {
     func channelInactive(context: ChannelHandlerContext) {
         closing = true
         cancelTimer()
+        server?.channelClosed()
         context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let server { server.failed(error) } else { context.fireErrorCaught(error) }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        server?.writabilityChanged(context.channel.isWritable)
+        context.fireChannelWritabilityChanged()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -172,7 +189,7 @@ final class ConnectionGuard: ChannelDuplexHandler {
                 unanswered += 1
                 // Busy from the first request on (`delivering` keeps it so until the read is served).
                 if activity != .busy, !publishActivity() { return (endedLine, false) }
-                context.fireChannelRead(wrapInboundOut(line))
+                if let server { server.lineReceived(line) } else { context.fireChannelRead(wrapInboundOut(line)) }
             case .blank:
                 endedLine = true
             case .needMore:
@@ -184,7 +201,7 @@ final class ConnectionGuard: ChannelDuplexHandler {
                 framer.discardPartialLine()
                 unanswered += 1  // the `request_too_large` reply answers it
                 if activity != .busy, !publishActivity() { return (endedLine, false) }
-                context.fireErrorCaught(RequestLineTooLong())
+                if let server { server.lineTooLong() } else { context.fireErrorCaught(RequestLineTooLong()) }
                 return (endedLine, true)
             }
         }
@@ -204,11 +221,14 @@ final class ConnectionGuard: ChannelDuplexHandler {
             framer.discardPartialLine()
             publishActivity()
             arm()
+            server?.inputClosed()
         }
         context.fireUserInboundEventTriggered(event)
     }
 
     func read(context: ChannelHandlerContext) {
+        // The server holds reads while it has enough in hand; it asks again (`readFromServer`).
+        if let server, !server.mayRead() { return }
         if !reading {
             reading = true
             // The line clock stood still while the server was not reading.
@@ -259,6 +279,33 @@ final class ConnectionGuard: ChannelDuplexHandler {
             context.flush()
             marker.futureResult.assumeIsolated().whenComplete { _ in self.repliesWritten(settled) }
         }
+    }
+
+    // MARK: for the server
+
+    /// Writes and flushes one reply line of the server's, as if it had come down the pipeline.
+    func writeReply(_ buffer: ByteBuffer) {
+        guard let context else { return }
+        write(context: context, data: wrapOutboundOut(buffer), promise: nil)
+        flush(context: context)
+    }
+
+    /// The server's hold on reads ended.
+    func readFromServer() {
+        guard let context else { return }
+        read(context: context)
+    }
+
+    /// Closes the connection for the server: once the replies written so far are out, if there
+    /// are any (writes complete in order: an empty write after them tells when), else at once.
+    func closeFromServer(afterWrites: Bool) {
+        guard let context else { return }
+        guard afterWrites else {
+            context.close(promise: nil)
+            return
+        }
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer())).whenComplete { _ in channel.close(promise: nil) }
     }
 
     // MARK: state

@@ -8,7 +8,7 @@ import ServiceLifecycle
 import Glibc
 #endif
 
-/// Serves the line protocol on a Unix domain socket: a `RequestHandler` in each connection's pipeline, requests of
+/// Serves the line protocol on a Unix domain socket: a `ConnectionGuard` and its `RequestServer` for each connection, requests of
 /// a connection answered in order. Before a connection is served, its peer is checked against
 /// the allow lists and a place is found for it (`max_connections`: the connection idle longest
 /// makes room); a `ConnectionGuard` then enforces the request and idle timeouts on the event
@@ -37,7 +37,7 @@ final class SocketServer: Service, Sendable, CustomStringConvertible {
 
     /// What the accept path decided; the pipeline does the rest either way.
     enum Accepted: Sendable {
-        /// A `RequestHandler` serves it.
+        /// A `RequestServer` serves it.
         case served
         /// Not served; its pipeline closes it (after a reply, when there is one).
         case refused
@@ -108,7 +108,7 @@ final class SocketServer: Service, Sendable, CustomStringConvertible {
 
         try await withGracefulShutdownHandler {
             try await server.executeThenClose { inbound in
-                // Each accepted connection is served by its own pipeline (RequestHandler).
+                // Each accepted connection is served by its own pipeline (ConnectionGuard and RequestServer).
                 for try await _ in inbound {}
             }
             // Not accepting any more: close idle connections, give busy ones a bounded time.
@@ -159,13 +159,14 @@ final class SocketServer: Service, Sendable, CustomStringConvertible {
             }
             let registry = connections
             channel.closeFuture.whenComplete { _ in registry.remove(slot) }
-            // The guard cuts off a line that never ends; `RequestHandler` checks each complete line
+            // The guard cuts off a line that never ends; `RequestServer` checks each complete line
             // too (a whole over-long line can arrive in one read). The guard must stay the
             // outbound handler nearest the socket: it reads the channel's buffered byte count to
             // learn that replies are written, which a handler buffering writes below it would hide.
+            let server = RequestServer(slot: slot, peer: peer, dispatcher: dispatcher, registry: registry, logger: logger,
+                                       eventLoop: channel.eventLoop)
             try pipeline.addHandler(ConnectionGuard(slot: slot, registry: registry, policy: policy, peer: peer, logs: logs,
-                                                    maxLineBytes: maxLine, now: now))
-            try pipeline.addHandler(RequestHandler(slot: slot, peer: peer, dispatcher: dispatcher, registry: registry, logger: logger))
+                                                    maxLineBytes: maxLine, now: now, server: server))
             return .served
         }
     }
