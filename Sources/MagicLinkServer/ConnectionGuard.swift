@@ -37,7 +37,8 @@ final class ConnectionGuard: ChannelDuplexHandler {
     private let peer: PeerCredentials
     private let logs: ConnectionLogs
     /// Serves the lines; it writes its replies, asks for reads and closes through `writeReply`,
-    /// `readFromServer` and `closeFromServer`. Nil only in tests of the guard alone.
+    /// `readFromServer` and `closeFromServer`. Nil only in tests of the guard alone, which say
+    /// so (no default: a wiring that forgot it would hand every line to nothing).
     private let server: RequestServer?
 
     // Every stored property below is touched only on the channel's event loop, and no access
@@ -80,7 +81,7 @@ final class ConnectionGuard: ChannelDuplexHandler {
 
     /// `now` is the event loop's clock (`EventLoop.now`), which every later reading uses too.
     init(slot: ConnectionRegistry.Slot, registry: ConnectionRegistry, policy: ConnectionPolicy, peer: PeerCredentials, logs: ConnectionLogs,
-         maxLineBytes: Int, now: NIODeadline, server: RequestServer? = nil) {
+         maxLineBytes: Int, now: NIODeadline, server: RequestServer?) {
         self.server = server
         // One byte over the line limit leaves room for the carriage return of a line at the limit.
         self.framer = LineFramer(limit: maxLineBytes + 1)
@@ -242,8 +243,8 @@ final class ConnectionGuard: ChannelDuplexHandler {
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        // Each reply is one line in one write; anything else (the empty write that a close
-        // waits for) passes untouched.
+        // Each reply is one line in one write; anything else (an empty write a test's handler
+        // makes to learn when the replies before it are out) passes untouched.
         let buffer = unwrapOutboundIn(data)
         guard buffer.readableBytes > 0, buffer.getInteger(at: buffer.writerIndex - 1, as: UInt8.self) == 0x0A else {
             context.write(data, promise: promise)
@@ -439,8 +440,9 @@ final class ConnectionGuard: ChannelDuplexHandler {
     }
 }
 
-/// A request line grew past `max_line_bytes` without ending (handed to the next handler's
-/// `errorCaught`; it answers `request_too_large` and closes).
+/// A request line grew past `max_line_bytes` without ending: what a guard without a server
+/// (tests of the guard alone) hands to the next handler's `errorCaught`. With a server, the
+/// server answers `request_too_large` and closes.
 struct RequestLineTooLong: Error {}
 
 /// The pipeline of a connection that is not served (peer not allowed, no room, shutting down):

@@ -56,7 +56,8 @@ final class RequestServer {
     /// A reply was written: a close then waits until it is out, so it is not lost.
     @exclusivity(unchecked) private var wroteReply = false
     /// The channel's writability, as its change events tell it (every change fires one, on this
-    /// loop, the moment it happens; the guard passes each on): asking the channel took a call
+    /// loop, the moment it happens; the guard passes each on, and a handler put in front of the
+    /// guard must pass them on too, or a connection could stall): asking the channel took a call
     /// through its existential and a retain, three times per request.
     @exclusivity(unchecked) private var writable = true
     /// The channels' allocator (the daemon never sets another).
@@ -117,7 +118,7 @@ final class RequestServer {
         serveNext()
     }
 
-    /// The channel reported an error (a failed read or write).
+    /// The channel reported an error (a failed read, for one).
     func failed(_ error: any Error) {
         guard !closed, !inputDone else { return }
         logger.debug("connection ended with an error", metadata: ["error": "\(error)"])
@@ -187,8 +188,10 @@ final class RequestServer {
             }
             switch dispatcher.prepare(line) {
             case .answered(let answer):
-                reply(answer)
+                // Idle before the reply goes out: its flush can fire a writability change that
+                // starts the next queued request here and now, which must stay busy.
                 if !registry.markIdle(slot) { shutdownSeen = true }
+                reply(answer)
             case .session(let request):
                 busy = true
                 registry.requestStarted()
@@ -223,10 +226,10 @@ final class RequestServer {
         registry.requestEnded()
         busy = false
         guard !closed else { return }
-        reply(answer)
         // During shutdown the next queued line hears `unavailable` (in serveNext), then the
-        // connection closes.
+        // connection closes. Idle before the reply goes out, as in `serve`.
         if !registry.markIdle(slot) { shutdownSeen = true }
+        reply(answer)
         serveNext()
     }
 
@@ -235,8 +238,9 @@ final class RequestServer {
     }
 
     private func reply(_ buffer: ByteBuffer) {
-        connection?.writeReply(buffer)
+        // Before the write: a close that its flush sets off must wait for this reply.
         wroteReply = true
+        connection?.writeReply(buffer)
     }
 
     private func close() {

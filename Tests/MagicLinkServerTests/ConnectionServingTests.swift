@@ -37,6 +37,7 @@ final class ConnectionServingTests: XCTestCase {
         let loop: EmbeddedEventLoop
         let registry: ConnectionRegistry
         let slot: ConnectionRegistry.Slot
+        weak var server: RequestServer?
     }
 
     /// A guard with its server, wired as `SocketServer` does, over a real dispatcher and store;
@@ -68,7 +69,7 @@ final class ConnectionServingTests: XCTestCase {
         if let nearerTheSocket { try channel.pipeline.syncOperations.addHandler(nearerTheSocket, position: .first) }
         try await channel.connect(to: SocketAddress(unixDomainSocketPath: "/tmp/x.sock")).get()
         channel.read()  // as the server does once the connection is active
-        return Served(channel: channel, loop: loop, registry: registry, slot: slot)
+        return Served(channel: channel, loop: loop, registry: registry, slot: slot, server: server)
     }
 
     func testTheGuardServesLinesThroughItsServer() async throws {
@@ -133,5 +134,32 @@ final class ConnectionServingTests: XCTestCase {
         XCTAssertEqual(written.count, 1)
         XCTAssertTrue(written[0].hasPrefix(#"{"id":1,"ok":true"#), "\(written)")
         XCTAssertFalse(channel.isActive, "closed once the reply is out")
+    }
+
+    private struct SocketFailed: Error {}
+
+    func testAnErrorFromTheSocketClosesTheConnectionAfterItsReplies() async throws {
+        let served = try await served()
+        let (channel, loop) = (served.channel, served.loop)
+        try channel.writeInbound(ByteBuffer(string: "{\"id\":1,\"op\":\"hello\"}\n"))
+        XCTAssertEqual(try lines(channel).count, 1)
+        channel.pipeline.fireErrorCaught(SocketFailed())
+        loop.run()
+        XCTAssertFalse(channel.isActive)
+    }
+
+    func testLinesWaitingWhenTheConnectionClosesAreDroppedAndTheServerIsLetGo() async throws {
+        let served = try await served()
+        let (channel, loop) = (served.channel, served.loop)
+        channel.isWritable = false
+        channel.pipeline.fireChannelWritabilityChanged()
+        try channel.writeInbound(ByteBuffer(string: "{\"id\":1,\"op\":\"hello\"}\n"))
+        XCTAssertNotNil(served.server)
+        try await channel.close().get()
+        loop.run()
+        channel.isWritable = true
+        channel.pipeline.fireChannelWritabilityChanged()
+        XCTAssertEqual(try lines(channel), [], "nothing is answered on a closed connection")
+        XCTAssertNil(served.server, "guard and server no longer hold each other once the guard is removed")
     }
 }

@@ -235,7 +235,7 @@ final class ConnectionTests: XCTestCase {
         policy.idleTimeout = .seconds(idleTimeout)
         try channel.pipeline.syncOperations.addHandler(ConnectionGuard(
             slot: id, registry: registry, policy: policy, peer: PeerCredentials(pid: 1, uid: 33, gid: 33),
-            logs: ConnectionLogs(logger: Logger(label: "test")), maxLineBytes: maxLineBytes, now: loop.now))
+            logs: ConnectionLogs(logger: Logger(label: "test")), maxLineBytes: maxLineBytes, now: loop.now, server: nil))
         if let nearerTheSocket { try channel.pipeline.syncOperations.addHandler(nearerTheSocket, position: .first) }
         if let after { try channel.pipeline.syncOperations.addHandler(after) }
         try channel.connect(to: SocketAddress(unixDomainSocketPath: "/tmp/x.sock")).wait()
